@@ -1,0 +1,30 @@
+# Helpers that give every cleave target the same warnings and the shared LibTorch
+# precompiled header (building <torch/script.h> once instead of per translation unit is what
+# keeps a clean build affordable on two cores).
+
+set(CLEAVE_WARNINGS -Wall -Wextra -Wno-unused-parameter)
+# -pthread on every target (and the PCH): gRPC and GoogleTest compile with it, and a PCH is
+# only used by translation units built with the same _REENTRANT setting.
+set(CLEAVE_COMPILE_OPTIONS ${CLEAVE_WARNINGS} -pthread)
+
+if(CCACHE_PROGRAM)
+  # ccache can cache PCH users only when told to ignore the PCH's timestamps.
+  set(CMAKE_CXX_COMPILER_LAUNCHER
+      ${CMAKE_COMMAND} -E env
+      "CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime"
+      ${CCACHE_PROGRAM})
+endif()
+
+add_library(cleave_pch OBJECT ${CMAKE_CURRENT_LIST_DIR}/pch.cc)
+target_link_libraries(cleave_pch PRIVATE torch Threads::Threads)
+target_compile_options(cleave_pch PRIVATE ${CLEAVE_COMPILE_OPTIONS})
+target_precompile_headers(cleave_pch PRIVATE <torch/script.h>)
+
+# cleave_target_defaults(TARGET [PCH]): warnings for our code; PCH when the target uses LibTorch.
+function(cleave_target_defaults target)
+  cmake_parse_arguments(ARG "PCH" "" "" ${ARGN})
+  target_compile_options(${target} PRIVATE ${CLEAVE_COMPILE_OPTIONS})
+  if(ARG_PCH)
+    target_precompile_headers(${target} REUSE_FROM cleave_pch)
+  endif()
+endfunction()

@@ -1,0 +1,88 @@
+// The bundle manifest (manifest.json): what a bundle holds — the model's inputs, the cuts it
+// was split at, the segment files in execution order with their hashes, and the sample that
+// proves the segments reproduce the original model. docs/BUNDLE_FORMAT.md documents the JSON.
+// The bundle id is the SHA-256 of the manifest's bytes, so it names every file transitively.
+#ifndef CLEAVE_COMMON_MANIFEST_H_
+#define CLEAVE_COMMON_MANIFEST_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "cleave/common/tensor_spec.h"
+
+namespace cleave::common {
+
+// The cut id that stands for the model's input: resuming there runs the whole model.
+inline constexpr int kInputCutId = 0;
+
+// A file of the bundle, relative to the bundle folder, with its content hash.
+struct FileRef {
+  std::string file;
+  std::string sha256;
+};
+
+// A point in the model where exactly one tensor is live.
+struct CutInfo {
+  int id = 0;
+  std::string name;  // module scope such as "layer2.1"
+  TensorSpec tensor;
+  int64_t bytes = 0;  // size of the tensor in its dtype at the sample batch size
+};
+
+// A TorchScript file that runs the model from `begin_cut` to `end_cut` (the output when
+// `end_cut` is empty).
+struct SegmentInfo {
+  FileRef module;
+  int begin_cut = kInputCutId;
+  std::optional<int> end_cut;
+  std::vector<TensorSpec> inputs;
+  std::vector<TensorSpec> outputs;  // flattened, for the last segment
+};
+
+// A sample input and the original model's output on it, stored as tensor frames.
+struct VerificationSample {
+  std::vector<FileRef> inputs;
+  std::vector<FileRef> outputs;  // the original model's output, flattened
+  double rtol = 1e-5;
+  double atol = 1e-5;
+};
+
+struct BundleManifest {
+  static constexpr int kFormatVersion = 1;
+
+  std::string name;
+  FileRef source;  // the model file the bundle was cut from (name only, and its hash)
+  std::vector<TensorSpec> inputs;
+  std::vector<CutInfo> cuts;  // the cuts between segments, in execution order
+  std::vector<SegmentInfo> segments;
+  VerificationSample verification;
+
+  // Returns the canonical JSON text (sorted keys, two-space indent, trailing newline); the same
+  // manifest always gives the same bytes.
+  [[nodiscard]] std::string ToJson() const;
+
+  // Parses and validates manifest JSON; `origin` names the file in error messages.
+  [[nodiscard]] static absl::StatusOr<BundleManifest> FromJson(absl::string_view json,
+                                                               absl::string_view origin);
+
+  // Returns OK when the segments form one chain from the input to the output through the
+  // listed cuts and every file path stays inside the bundle folder.
+  [[nodiscard]] absl::Status Validate() const;
+
+  // Returns the cut with `id`, or nullptr.
+  [[nodiscard]] const CutInfo* FindCut(int id) const;
+
+  // Lists the cut ids a request may resume from, e.g. "0, 3, 7", for error messages.
+  [[nodiscard]] std::string DescribeResumableCuts() const;
+};
+
+// The bundle id for a manifest's exact bytes: lowercase hex SHA-256.
+[[nodiscard]] std::string BundleIdOf(absl::string_view manifest_json);
+
+}  // namespace cleave::common
+
+#endif  // CLEAVE_COMMON_MANIFEST_H_

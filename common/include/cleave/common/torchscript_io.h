@@ -1,0 +1,36 @@
+// Loading and saving TorchScript modules with errors as values, and flattening a model's
+// output (tensor, tuple, list, dict, nested) into the tensor list that crosses the wire.
+#ifndef CLEAVE_COMMON_TORCHSCRIPT_IO_H_
+#define CLEAVE_COMMON_TORCHSCRIPT_IO_H_
+
+#include <torch/script.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace cleave::common {
+
+// Loads a TorchScript file on the CPU. NOT_FOUND when `path` does not exist,
+// INVALID_ARGUMENT when it is not a TorchScript archive.
+[[nodiscard]] absl::StatusOr<torch::jit::Module> LoadTorchScript(const std::string& path);
+
+// Loads a TorchScript archive held in memory; `name` is used in error messages.
+[[nodiscard]] absl::StatusOr<torch::jit::Module> LoadTorchScriptFromBytes(const std::string& bytes,
+                                                                          absl::string_view name);
+
+// Serializes `module` to bytes. The bytes depend only on the module (no paths, no times), so
+// the same module always gives the same bytes and the same hash.
+[[nodiscard]] absl::StatusOr<std::string> SaveTorchScriptToBytes(const torch::jit::Module& module);
+
+// Appends every tensor in `value` depth-first (tuple (a, (b, c)) gives a, b, c; dict values in
+// insertion order; int/float/bool scalars become 0-d tensors). Returns INVALID_ARGUMENT for
+// values with no tensor form (strings, objects).
+[[nodiscard]] absl::Status FlattenTensors(const c10::IValue& value,
+                                          std::vector<at::Tensor>* tensors);
+
+}  // namespace cleave::common
+
+#endif  // CLEAVE_COMMON_TORCHSCRIPT_IO_H_

@@ -1,0 +1,215 @@
+#include "cleave/common/manifest.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cleave/common/sha256.h"
+#include "cleave/common/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace cleave::common {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kFormatName[] = "cleave.bundle";
+
+json ToJson(const TensorSpec& spec) {
+  return json{{"shape", spec.shape}, {"dtype", DtypeName(spec.dtype)}};
+}
+
+json ToJson(const FileRef& ref) { return json{{"file", ref.file}, {"sha256", ref.sha256}}; }
+
+template <typename T>
+json ToJsonArray(const std::vector<T>& items) {
+  json array = json::array();
+  for (const T& item : items) array.push_back(ToJson(item));
+  return array;
+}
+
+// Parsing helpers: nlohmann throws json::exception on type errors; FromJson catches it once.
+TensorSpec TensorSpecFromJson(const json& j) {
+  TensorSpec spec;
+  spec.shape = j.at("shape").get<Shape>();
+  auto dtype = ParseDtype(j.at("dtype").get<std::string>());
+  if (!dtype.ok()) throw std::invalid_argument(std::string(dtype.status().message()));
+  spec.dtype = *dtype;
+  return spec;
+}
+
+FileRef FileRefFromJson(const json& j) {
+  return FileRef{j.at("file").get<std::string>(), j.at("sha256").get<std::string>()};
+}
+
+template <typename T, typename Parse>
+std::vector<T> ArrayFromJson(const json& j, Parse parse) {
+  std::vector<T> items;
+  for (const json& item : j) items.push_back(parse(item));
+  return items;
+}
+
+absl::Status CheckFileRef(const FileRef& ref, absl::string_view what) {
+  const std::filesystem::path path(ref.file);
+  if (ref.file.empty() || path.is_absolute()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " file '", ref.file, "' must be a relative path inside the bundle"));
+  }
+  for (const auto& part : path) {
+    if (part == "..") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " file '", ref.file, "' must not leave the bundle folder"));
+    }
+  }
+  const bool hex =
+      ref.sha256.size() == 64 && std::all_of(ref.sha256.begin(), ref.sha256.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      });
+  if (!hex) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " file '", ref.file, "' has a malformed sha256 '", ref.sha256, "'"));
+  }
+  return absl::OkStatus();
+}
+
+std::string CutLabel(std::optional<int> cut) {
+  return cut.has_value() ? absl::StrCat("cut ", *cut) : std::string("the output");
+}
+
+}  // namespace
+
+std::string BundleManifest::ToJson() const {
+  json segments_json = json::array();
+  for (const SegmentInfo& segment : segments) {
+    segments_json.push_back({{"file", segment.module.file},
+                             {"sha256", segment.module.sha256},
+                             {"begin_cut", segment.begin_cut},
+                             {"end_cut", segment.end_cut ? json(*segment.end_cut) : json()},
+                             {"inputs", ToJsonArray(segment.inputs)},
+                             {"outputs", ToJsonArray(segment.outputs)}});
+  }
+  json cuts_json = json::array();
+  for (const CutInfo& cut : cuts) {
+    cuts_json.push_back({{"id", cut.id},
+                         {"name", cut.name},
+                         {"shape", cut.tensor.shape},
+                         {"dtype", DtypeName(cut.tensor.dtype)},
+                         {"bytes", cut.bytes}});
+  }
+  const json document = {
+      {"format", kFormatName},
+      {"format_version", kFormatVersion},
+      {"name", name},
+      {"source", {{"file", source.file}, {"sha256", source.sha256}}},
+      {"inputs", ToJsonArray(inputs)},
+      {"cuts", cuts_json},
+      {"segments", segments_json},
+      {"verification",
+       {{"inputs", ToJsonArray(verification.inputs)},
+        {"outputs", ToJsonArray(verification.outputs)},
+        {"rtol", verification.rtol},
+        {"atol", verification.atol}}},
+  };
+  return document.dump(2) + "\n";
+}
+
+absl::StatusOr<BundleManifest> BundleManifest::FromJson(absl::string_view text,
+                                                        absl::string_view origin) {
+  BundleManifest manifest;
+  try {
+    const json j = json::parse(text.begin(), text.end());
+    if (j.value("format", "") != kFormatName) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          origin, ": not a cleave bundle manifest (\"format\" must be \"", kFormatName, "\")"));
+    }
+    const int version = j.at("format_version").get<int>();
+    if (version != kFormatVersion) {
+      return absl::InvalidArgumentError(absl::StrCat(origin, ": format_version ", version,
+                                                     " is not supported (this build reads ",
+                                                     kFormatVersion, ")"));
+    }
+    manifest.name = j.at("name").get<std::string>();
+    manifest.source = FileRef{j.at("source").at("file").get<std::string>(),
+                              j.at("source").at("sha256").get<std::string>()};
+    manifest.inputs = ArrayFromJson<TensorSpec>(j.at("inputs"), TensorSpecFromJson);
+    for (const json& c : j.at("cuts")) {
+      CutInfo cut;
+      cut.id = c.at("id").get<int>();
+      cut.name = c.at("name").get<std::string>();
+      cut.tensor = TensorSpecFromJson(c);
+      cut.bytes = c.at("bytes").get<int64_t>();
+      manifest.cuts.push_back(std::move(cut));
+    }
+    for (const json& s : j.at("segments")) {
+      SegmentInfo segment;
+      segment.module = FileRefFromJson(s);
+      segment.begin_cut = s.at("begin_cut").get<int>();
+      if (!s.at("end_cut").is_null()) segment.end_cut = s.at("end_cut").get<int>();
+      segment.inputs = ArrayFromJson<TensorSpec>(s.at("inputs"), TensorSpecFromJson);
+      segment.outputs = ArrayFromJson<TensorSpec>(s.at("outputs"), TensorSpecFromJson);
+      manifest.segments.push_back(std::move(segment));
+    }
+    const json& v = j.at("verification");
+    manifest.verification.inputs = ArrayFromJson<FileRef>(v.at("inputs"), FileRefFromJson);
+    manifest.verification.outputs = ArrayFromJson<FileRef>(v.at("outputs"), FileRefFromJson);
+    manifest.verification.rtol = v.at("rtol").get<double>();
+    manifest.verification.atol = v.at("atol").get<double>();
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": malformed manifest: ", e.what()));
+  }
+  if (absl::Status status = manifest.Validate(); !status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": ", status.message()));
+  }
+  return manifest;
+}
+
+absl::Status BundleManifest::Validate() const {
+  if (segments.empty()) return absl::InvalidArgumentError("bundle has no segments");
+  if (segments.size() != cuts.size() + 1) {
+    return absl::InvalidArgumentError(absl::StrCat("bundle lists ", cuts.size(), " cuts but ",
+                                                   segments.size(), " segments; expected ",
+                                                   cuts.size() + 1));
+  }
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const SegmentInfo& segment = segments[i];
+    CLEAVE_RETURN_IF_ERROR(CheckFileRef(segment.module, absl::StrCat("segment ", i)));
+    const int expected_begin = i == 0 ? kInputCutId : cuts[i - 1].id;
+    const std::optional<int> expected_end =
+        i + 1 < segments.size() ? std::optional<int>(cuts[i].id) : std::nullopt;
+    if (segment.begin_cut != expected_begin || segment.end_cut != expected_end) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "segment ", i, " runs from cut ", segment.begin_cut, " to ", CutLabel(segment.end_cut),
+          "; expected cut ", expected_begin, " to ", CutLabel(expected_end)));
+    }
+  }
+  for (size_t i = 0; i < cuts.size(); ++i) {
+    if (cuts[i].id <= (i == 0 ? kInputCutId : cuts[i - 1].id)) {
+      return absl::InvalidArgumentError("cut ids must be positive and strictly increasing");
+    }
+  }
+  for (const FileRef& ref : verification.inputs) {
+    CLEAVE_RETURN_IF_ERROR(CheckFileRef(ref, "verification input"));
+  }
+  for (const FileRef& ref : verification.outputs) {
+    CLEAVE_RETURN_IF_ERROR(CheckFileRef(ref, "verification output"));
+  }
+  return absl::OkStatus();
+}
+
+const CutInfo* BundleManifest::FindCut(int id) const {
+  for (const CutInfo& cut : cuts) {
+    if (cut.id == id) return &cut;
+  }
+  return nullptr;
+}
+
+std::string BundleManifest::DescribeResumableCuts() const {
+  std::vector<int> ids;
+  for (const SegmentInfo& segment : segments) ids.push_back(segment.begin_cut);
+  return absl::StrJoin(ids, ", ");
+}
+
+std::string BundleIdOf(absl::string_view manifest_json) { return Sha256Hex(manifest_json); }
+
+}  // namespace cleave::common

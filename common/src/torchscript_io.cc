@@ -1,0 +1,68 @@
+#include "cleave/common/torchscript_io.h"
+
+#include <filesystem>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "cleave/common/files.h"
+#include "cleave/common/status_macros.h"
+
+namespace cleave::common {
+
+absl::StatusOr<torch::jit::Module> LoadTorchScript(const std::string& path) {
+  CLEAVE_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+  return LoadTorchScriptFromBytes(bytes, path);
+}
+
+absl::StatusOr<torch::jit::Module> LoadTorchScriptFromBytes(const std::string& bytes,
+                                                            absl::string_view name) {
+  if (bytes.size() < 4 || bytes.compare(0, 2, "PK") != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, " is not a TorchScript file: expected a zip archive written by torch.jit.save"));
+  }
+  return GuardTorch(absl::StatusCode::kInvalidArgument,
+                    absl::StrCat(name, " is not a loadable TorchScript file"), [&] {
+                      std::istringstream in(bytes);
+                      torch::jit::Module module = torch::jit::load(in, torch::kCPU);
+                      module.eval();
+                      return module;
+                    });
+}
+
+absl::StatusOr<std::string> SaveTorchScriptToBytes(const torch::jit::Module& module) {
+  return GuardTorch(absl::StatusCode::kInternal, "saving TorchScript module", [&] {
+    std::ostringstream out;
+    module.save(out);
+    return std::move(out).str();
+  });
+}
+
+absl::Status FlattenTensors(const c10::IValue& value, std::vector<at::Tensor>* tensors) {
+  if (value.isTensor()) {
+    tensors->push_back(value.toTensor());
+  } else if (value.isTuple()) {
+    for (const c10::IValue& element : value.toTupleRef().elements()) {
+      CLEAVE_RETURN_IF_ERROR(FlattenTensors(element, tensors));
+    }
+  } else if (value.isList()) {
+    for (const c10::IValue& element : value.toListRef()) {
+      CLEAVE_RETURN_IF_ERROR(FlattenTensors(element, tensors));
+    }
+  } else if (value.isGenericDict()) {
+    for (const auto& entry : value.toGenericDict()) {
+      CLEAVE_RETURN_IF_ERROR(FlattenTensors(entry.value(), tensors));
+    }
+  } else if (value.isInt()) {
+    tensors->push_back(at::scalar_tensor(value.toInt(), at::kLong));
+  } else if (value.isDouble()) {
+    tensors->push_back(at::scalar_tensor(value.toDouble(), at::kDouble));
+  } else if (value.isBool()) {
+    tensors->push_back(at::scalar_tensor(value.toBool(), at::kBool));
+  } else if (!value.isNone()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model output of type ", value.tagKind(), " has no tensor form"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cleave::common

@@ -1,0 +1,224 @@
+#include "cleave/device/edge_client.h"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace cleave::device {
+
+// One bidirectional stream. A hold keeps the call open while requests may still be written
+// from outside gRPC's callbacks; it is released when the stream is closed or breaks, after
+// which gRPC runs OnDone and the stream deletes itself.
+// Reactions (OnWriteDone, OnReadDone) may release the hold under the stream's lock: gRPC
+// runs OnDone only after the running reaction returns.
+class EdgeClient::Stream final
+    : public grpc::ClientBidiReactor<v1::InferRequest, v1::InferResponse> {
+ public:
+  Stream(EdgeClient* owner, v1::Inference::Stub* stub) : owner_(owner) {
+    stub->async()->InferStream(&context_, this);
+    StartRead(&response_);
+    AddHold();
+    StartCall();
+  }
+
+  // Queues `request`; returns false when the stream no longer takes writes.
+  bool Write(v1::InferRequest request) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closed_) return false;
+    writes_.push_back(std::move(request));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&writes_.front());
+    }
+    return true;
+  }
+
+  // Half-closes once queued writes are out; the edge then ends the stream after answering.
+  void Close() {
+    bool release = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_ = true;
+      release = !writing_ && !released_;
+      released_ = released_ || release;
+    }
+    // Outside the lock: removing the last hold lets gRPC run OnDone (and delete us) at once.
+    if (release) {
+      StartWritesDone();
+      RemoveHold();
+    }
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    writes_.pop_front();
+    if (!ok) closed_ = true;  // broken: the read side will report why
+    if (ok && !writes_.empty()) {
+      StartWrite(&writes_.front());
+      return;
+    }
+    writing_ = false;
+    if (closed_) ReleaseLocked(/*writes_done=*/ok);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_ = true;
+      if (!writing_) ReleaseLocked(/*writes_done=*/false);
+      return;
+    }
+    owner_->Deliver(std::move(response_));
+    response_.Clear();
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    owner_->StreamDone(this, status);
+    delete this;
+  }
+
+ private:
+  void ReleaseLocked(bool writes_done) {
+    if (released_) return;
+    released_ = true;
+    if (writes_done) StartWritesDone();
+    RemoveHold();
+  }
+
+  EdgeClient* owner_;
+  grpc::ClientContext context_;
+  v1::InferResponse response_;  // owned by the outstanding read
+
+  std::mutex mutex_;
+  std::deque<v1::InferRequest> writes_;  // front() is being written while writing_
+  bool writing_ = false;
+  bool closed_ = false;
+  bool released_ = false;
+};
+
+namespace {
+
+// Channels are shared per (target, message limit) and live until the process exits. Besides
+// reusing connections, this avoids a race in gRPC 1.51: destroying a channel right after a
+// callback RPC's OnDone, while gRPC's callback thread is still unwinding, can release the
+// shared callback completion queue twice and abort the process.
+std::shared_ptr<grpc::Channel> SharedChannel(const std::string& target, int max_message_bytes) {
+  static std::mutex mutex;
+  static auto* channels =
+      new std::map<std::pair<std::string, int>, std::shared_ptr<grpc::Channel>>();
+  std::lock_guard<std::mutex> lock(mutex);
+  std::shared_ptr<grpc::Channel>& channel = (*channels)[{target, max_message_bytes}];
+  if (channel == nullptr) {
+    grpc::ChannelArguments arguments;
+    arguments.SetMaxReceiveMessageSize(max_message_bytes);
+    arguments.SetMaxSendMessageSize(max_message_bytes);
+    // Reconnect quickly after an edge restart; the device decides what to do meanwhile.
+    arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+    channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments);
+  }
+  return channel;
+}
+
+}  // namespace
+
+EdgeClient::EdgeClient(const std::string& target, int max_message_bytes)
+    : target_(target),
+      channel_(SharedChannel(target, max_message_bytes)),
+      stub_(v1::Inference::NewStub(channel_)) {}
+
+EdgeClient::~EdgeClient() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  closing_ = true;
+  if (current_ != nullptr) current_->Close();
+  current_ = nullptr;
+  if (!streams_done_.wait_for(lock, std::chrono::seconds(2), [this] { return live_.empty(); })) {
+    for (Stream* stream : live_) stream->Cancel();
+    streams_done_.wait(lock, [this] { return live_.empty(); });
+  }
+}
+
+void EdgeClient::Send(v1::InferRequest request, Callback done) {
+  const uint64_t id = request.request_id();
+  Stream* stream = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closing_) {
+      done(absl::CancelledError("edge client is shutting down"));
+      return;
+    }
+    if (current_ == nullptr) {
+      current_ = new Stream(this, stub_.get());
+      live_.insert(current_);
+    }
+    stream = current_;
+    pending_[id] = Pending{std::move(done), stream};
+    // Writing under our lock keeps "registered as pending" and "written on this stream" in
+    // one step, so StreamDone can fail exactly the requests of a broken stream.
+    if (stream->Write(std::move(request))) return;
+    current_ = nullptr;
+  }
+  // The stream closed between lookup and write: open a fresh one.
+  Callback callback;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;
+    callback = std::move(it->second.done);
+    pending_.erase(it);
+  }
+  Send(std::move(request), std::move(callback));
+}
+
+void EdgeClient::Abandon(uint64_t request_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  pending_.erase(request_id);
+}
+
+void EdgeClient::Deliver(v1::InferResponse response) {
+  Callback done;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = pending_.find(response.request_id());
+    if (it == pending_.end()) return;  // abandoned by its caller
+    done = std::move(it->second.done);
+    pending_.erase(it);
+  }
+  done(std::move(response));
+}
+
+void EdgeClient::StreamDone(Stream* stream, const grpc::Status& status) {
+  std::vector<Callback> failed;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->second.stream == stream) {
+        failed.push_back(std::move(it->second.done));
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (current_ == stream) current_ = nullptr;
+  }
+  const absl::Status unavailable = absl::UnavailableError(absl::StrCat(
+      "edge ", target_,
+      " unavailable: ", status.ok() ? std::string("stream closed") : status.error_message()));
+  for (Callback& done : failed) done(unavailable);
+  // Last touch of `this`: once live_ is empty the destructor may return.
+  std::lock_guard<std::mutex> lock(mutex_);
+  live_.erase(stream);
+  streams_done_.notify_all();
+}
+
+}  // namespace cleave::device

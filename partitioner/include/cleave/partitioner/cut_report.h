@@ -1,0 +1,20 @@
+// What `cleave inspect` prints: the cut table for people and the JSON for tools.
+#ifndef CLEAVE_PARTITIONER_CUT_REPORT_H_
+#define CLEAVE_PARTITIONER_CUT_REPORT_H_
+
+#include <string>
+#include <vector>
+
+#include "cleave/partitioner/model_graph.h"
+
+namespace cleave::partitioner {
+
+// {"model": ..., "inputs": [...], "cuts": [{"id", "name", "shape", "dtype", "bytes"}, ...]}
+[[nodiscard]] std::string CutsToJson(const ModelGraph& model, const std::vector<CutPoint>& cuts);
+
+// One row per cut: id, name, shape, dtype, bytes.
+[[nodiscard]] std::string CutsToTable(const std::vector<CutPoint>& cuts);
+
+}  // namespace cleave::partitioner
+
+#endif  // CLEAVE_PARTITIONER_CUT_REPORT_H_

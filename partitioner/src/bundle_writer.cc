@@ -1,0 +1,155 @@
+#include "cleave/partitioner/bundle_writer.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "cleave/common/bundle.h"
+#include "cleave/common/files.h"
+#include "cleave/common/sha256.h"
+#include "cleave/common/status_macros.h"
+#include "cleave/common/tensor_frame.h"
+#include "cleave/common/torchscript_io.h"
+
+namespace cleave::partitioner {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kManifestFile[] = "manifest.json";
+
+// Writes `bytes` as `relative` inside `dir` and returns its reference for the manifest.
+absl::StatusOr<common::FileRef> WriteBundleFile(const std::string& dir, const std::string& relative,
+                                                const std::string& bytes) {
+  const fs::path path = fs::path(dir) / relative;
+  std::error_code error;
+  fs::create_directories(path.parent_path(), error);
+  if (error) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create ", path.parent_path().string(), ": ", error.message()));
+  }
+  CLEAVE_RETURN_IF_ERROR(common::WriteFileAtomically(path.string(), bytes));
+  return common::FileRef{relative, common::Sha256Hex(bytes)};
+}
+
+// Makes `dir` ready for a new bundle: created when missing; an earlier bundle's files removed;
+// any other non-empty folder refused, so a typo never deletes someone's data.
+absl::Status PrepareDirectory(const std::string& dir) {
+  std::error_code error;
+  if (!fs::exists(dir, error)) {
+    fs::create_directories(dir, error);
+    if (error) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create ", dir, ": ", error.message()));
+    }
+    return absl::OkStatus();
+  }
+  if (!fs::is_directory(dir, error)) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, " exists and is not a folder"));
+  }
+  if (fs::is_empty(dir, error)) return absl::OkStatus();
+  const fs::path manifest_path = fs::path(dir) / kManifestFile;
+  if (!fs::exists(manifest_path, error)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " is not empty and holds no bundle; refusing to write into it"));
+  }
+  auto text = common::ReadFile(manifest_path.string());
+  if (text.ok()) {
+    if (auto old = common::BundleManifest::FromJson(*text, manifest_path.string()); old.ok()) {
+      for (const auto& segment : old->segments)
+        fs::remove(fs::path(dir) / segment.module.file, error);
+      for (const auto& ref : old->verification.inputs) fs::remove(fs::path(dir) / ref.file, error);
+      for (const auto& ref : old->verification.outputs) fs::remove(fs::path(dir) / ref.file, error);
+    }
+  }
+  fs::remove(manifest_path, error);
+  return absl::OkStatus();
+}
+
+std::vector<common::TensorSpec> SpecsOf(const std::vector<at::Tensor>& tensors) {
+  std::vector<common::TensorSpec> specs;
+  for (const at::Tensor& tensor : tensors) {
+    specs.push_back(
+        {common::Shape(tensor.sizes().begin(), tensor.sizes().end()), tensor.scalar_type()});
+  }
+  return specs;
+}
+
+absl::StatusOr<std::vector<common::FileRef>> WriteFrames(const std::string& dir,
+                                                         const std::string& prefix,
+                                                         const std::vector<at::Tensor>& tensors) {
+  std::vector<common::FileRef> refs;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    CLEAVE_ASSIGN_OR_RETURN(std::string frame, common::EncodeFrame(tensors[i]));
+    CLEAVE_ASSIGN_OR_RETURN(common::FileRef ref,
+                            WriteBundleFile(dir, absl::StrCat(prefix, i, ".frame"), frame));
+    refs.push_back(std::move(ref));
+  }
+  return refs;
+}
+
+}  // namespace
+
+absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::vector<int>& cut_ids,
+                                          const std::string& dir, const BundleOptions& options) {
+  if (cut_ids.empty()) return absl::InvalidArgumentError("no cuts given: name at least one");
+  CLEAVE_ASSIGN_OR_RETURN(std::vector<torch::jit::Module> segments, model.Split(cut_ids));
+  CLEAVE_RETURN_IF_ERROR(PrepareDirectory(dir));
+
+  common::BundleManifest manifest;
+  manifest.name = options.name.empty() ? fs::path(model.path()).stem().string() : options.name;
+  manifest.source = {fs::path(model.path()).filename().string(), model.source_sha256()};
+  manifest.inputs = model.inputs();
+  for (int id : cut_ids) {
+    CLEAVE_ASSIGN_OR_RETURN(CutPoint cut, model.FindCut(id));
+    manifest.cuts.push_back(cut.info);
+  }
+  std::vector<at::Tensor> outputs;
+  CLEAVE_RETURN_IF_ERROR(common::FlattenTensors(model.sample_output(), &outputs));
+  for (size_t i = 0; i < segments.size(); ++i) {
+    CLEAVE_ASSIGN_OR_RETURN(std::string bytes, common::SaveTorchScriptToBytes(segments[i]));
+    common::SegmentInfo segment;
+    CLEAVE_ASSIGN_OR_RETURN(segment.module,
+                            WriteBundleFile(dir, absl::StrCat("segment_", i, ".pt"), bytes));
+    segment.begin_cut = i == 0 ? common::kInputCutId : manifest.cuts[i - 1].id;
+    if (i == 0) {
+      segment.inputs = manifest.inputs;
+    } else {
+      segment.inputs = {manifest.cuts[i - 1].tensor};
+    }
+    if (i < manifest.cuts.size()) {
+      segment.end_cut = manifest.cuts[i].id;
+      segment.outputs = {manifest.cuts[i].tensor};
+    } else {
+      segment.outputs = SpecsOf(outputs);
+    }
+    manifest.segments.push_back(std::move(segment));
+  }
+  std::vector<at::Tensor> inputs;
+  for (const c10::IValue& input : model.sample_inputs()) inputs.push_back(input.toTensor());
+  CLEAVE_ASSIGN_OR_RETURN(manifest.verification.inputs, WriteFrames(dir, "verify/input_", inputs));
+  CLEAVE_ASSIGN_OR_RETURN(manifest.verification.outputs,
+                          WriteFrames(dir, "verify/output_", outputs));
+  CLEAVE_RETURN_IF_ERROR(manifest.Validate());
+
+  // The manifest goes last: a folder watcher sees either no bundle or a complete one.
+  const std::string json = manifest.ToJson();
+  CLEAVE_RETURN_IF_ERROR(
+      common::WriteFileAtomically((fs::path(dir) / kManifestFile).string(), json));
+
+  CLEAVE_ASSIGN_OR_RETURN(std::shared_ptr<const common::Bundle> bundle, common::Bundle::Load(dir));
+  WrittenBundle written;
+  written.dir = dir;
+  written.id = bundle->id();
+  written.num_segments = segments.size();
+  auto max_abs_diff = bundle->Verify();
+  if (!max_abs_diff.ok()) {
+    // Never leave a bundle that fails its own check where a server could pick it up.
+    std::error_code error;
+    fs::remove(fs::path(dir) / kManifestFile, error);
+    return max_abs_diff.status();
+  }
+  written.max_abs_diff = *max_abs_diff;
+  return written;
+}
+
+}  // namespace cleave::partitioner

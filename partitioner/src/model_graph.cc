@@ -1,0 +1,335 @@
+#include "cleave/partitioner/model_graph.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/ir/ir.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cleave/common/files.h"
+#include "cleave/common/sha256.h"
+#include "cleave/common/status_macros.h"
+#include "cleave/common/torchscript_io.h"
+
+namespace cleave::partitioner {
+namespace {
+
+using torch::jit::Graph;
+using torch::jit::Node;
+using torch::jit::Value;
+
+// Seed of the sample input: fixed so shapes, verification data and bundle bytes are
+// reproducible.
+constexpr uint64_t kSampleSeed = 20261124;
+
+// Wraps `graph` (whose input 0 is `self`) as the forward method of a new attribute-free
+// module, which TorchScript can save and load like any other.
+torch::jit::Module ModuleFromGraph(const std::shared_ptr<Graph>& graph,
+                                   const std::string& class_name) {
+  auto unit = std::make_shared<torch::jit::CompilationUnit>();
+  auto type = c10::ClassType::create(c10::QualifiedName("__torch__.cleave." + class_name), unit,
+                                     /*is_module=*/true);
+  unit->register_type(type);
+  torch::jit::Module module(unit, type);
+  graph->inputs()[0]->setType(type);
+  torch::jit::Function* forward =
+      unit->create_function(c10::QualifiedName(*type->name(), "forward"), graph);
+  type->addMethod(forward);
+  return module;
+}
+
+// The module path a node was inlined from, e.g. {"layer2", "1", "conv1"}.
+std::vector<std::string> ModulePath(const Node* node) {
+  std::vector<std::string> path;
+  if (auto callstack = node->callstack()) {
+    for (const auto& entry : (*callstack)->vec()) {
+      if (const auto& instance = std::get<2>(entry)) path.push_back(instance->instance_name());
+    }
+  }
+  return path;
+}
+
+// The position in the top-level block that contains `node` (possibly nested in an If/Loop).
+size_t TopLevelPosition(Node* node, const Graph& graph,
+                        const std::unordered_map<const Node*, size_t>& positions,
+                        size_t end_position) {
+  while (node->owningBlock() != graph.block()) node = node->owningBlock()->owningNode();
+  if (node == graph.return_node()) return end_position;
+  return positions.at(node);
+}
+
+// Readable cut name: the outermost module that has just finished ("layer2"), or else the
+// module path and the op before the cut ("layer1.0/relu").
+std::string CutName(const std::vector<std::string>& before, const std::vector<std::string>& after,
+                    const Node* node_before, bool* module_boundary) {
+  size_t common = 0;
+  while (common < before.size() && common < after.size() && before[common] == after[common]) {
+    ++common;
+  }
+  *module_boundary = before.size() > common || after.size() > common;
+  if (before.size() > common) {
+    return absl::StrJoin(before.begin(), before.begin() + common + 1, ".");
+  }
+  const std::string op = node_before->kind().toUnqualString();
+  return before.empty() ? op : absl::StrCat(absl::StrJoin(before, "."), "/", op);
+}
+
+bool IsTensor(const Value* value) { return value->type()->kind() == c10::TypeKind::TensorType; }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelGraph>> ModelGraph::Load(
+    const std::string& path, const std::vector<common::Shape>& input_shapes) {
+  CLEAVE_ASSIGN_OR_RETURN(std::string bytes, common::ReadFile(path));
+  CLEAVE_ASSIGN_OR_RETURN(torch::jit::Module original,
+                          common::LoadTorchScriptFromBytes(bytes, path));
+  std::unique_ptr<ModelGraph> model(new ModelGraph());
+  model->path_ = path;
+  model->source_sha256_ = common::Sha256Hex(bytes);
+  if (!original.find_method("forward")) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": model has no forward method"));
+  }
+  // optimize_numerics=false keeps every op as the model wrote it, so the segments reproduce
+  // the original output exactly instead of within folding error.
+  CLEAVE_ASSIGN_OR_RETURN(
+      model->frozen_,
+      common::GuardTorch(absl::StatusCode::kInvalidArgument, absl::StrCat(path, ": freezing"),
+                         [&] { return torch::jit::freeze(original, c10::nullopt, false); }));
+  model->graph_ =
+      torch::jit::toGraphFunction(model->frozen_.get_method("forward").function()).graph();
+  Graph& graph = *model->graph_;
+
+  Value* self = graph.inputs()[0];
+  if (self->hasUses()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": forward still uses module state after freezing; cleave needs a ",
+                     "model whose forward is a pure function of its inputs"));
+  }
+  for (size_t i = 1; i < graph.inputs().size(); ++i) {
+    model->model_inputs_.push_back(graph.inputs()[i]);
+  }
+  if (input_shapes.size() != model->model_inputs_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": model takes ",
+                                                   model->model_inputs_.size(), " inputs but ",
+                                                   input_shapes.size(), " input shapes given"));
+  }
+
+  // Liveness over the top-level sequence of compute nodes.
+  std::unordered_map<const Node*, size_t> positions;
+  for (Node* node : graph.nodes()) {
+    if (node->kind() == c10::prim::Constant) continue;
+    positions[node] = model->compute_.size();
+    model->compute_.push_back(node);
+  }
+  const size_t count = model->compute_.size();
+  // A value defined at position d (inputs: before 0) and last used at position u is live at
+  // every cut position p with d < p <= u; starts[p] / ends[p] list the values entering and
+  // leaving liveness at p.
+  std::vector<std::vector<Value*>> starts(count + 2), ends(count + 2);
+  auto track = [&](Value* value, size_t first_live) {
+    if (!value->hasUses()) return;
+    size_t last_use = 0;
+    for (const torch::jit::Use& use : value->uses()) {
+      last_use = std::max(last_use, TopLevelPosition(use.user, graph, positions, count));
+    }
+    if (last_use < first_live) return;
+    starts[first_live].push_back(value);
+    ends[last_use + 1].push_back(value);
+  };
+  for (Value* input : model->model_inputs_) track(input, 0);
+  for (size_t d = 0; d < count; ++d) {
+    for (Value* output : model->compute_[d]->outputs()) track(output, d + 1);
+  }
+
+  std::set<Value*> live;
+  int next_id = 1;
+  for (size_t p = 0; p < count; ++p) {
+    for (Value* value : ends[p]) live.erase(value);
+    for (Value* value : starts[p]) live.insert(value);
+    if (p == 0 || live.size() != 1 || !IsTensor(*live.begin())) continue;
+    CutPoint cut;
+    cut.position = p;
+    cut.info.id = next_id++;
+    cut.info.name = CutName(ModulePath(model->compute_[p - 1]), ModulePath(model->compute_[p]),
+                            model->compute_[p - 1], &cut.module_boundary);
+    model->cuts_.push_back(std::move(cut));
+    model->cut_values_.push_back(*live.begin());
+  }
+  // Names must be unique: suffix repeats ("relu", "relu_2", ...).
+  std::map<std::string, int> seen;
+  for (CutPoint& cut : model->cuts_) {
+    if (int n = ++seen[cut.info.name]; n > 1) cut.info.name += absl::StrCat("_", n);
+  }
+
+  // Run the sample once through the original model (reference output) and once through a
+  // probe that also returns every cut tensor (shapes).
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(kSampleSeed);
+  for (const common::Shape& shape : input_shapes) {
+    model->sample_inputs_.push_back(at::randn(shape, generator));
+    model->input_specs_.push_back(common::TensorSpec{shape, c10::ScalarType::Float});
+  }
+  auto ran = common::GuardTorch(
+      absl::StatusCode::kInvalidArgument,
+      absl::StrCat(path, ": the model rejects input shape ",
+                   absl::StrJoin(input_shapes, ";",
+                                 [](std::string* out, const common::Shape& shape) {
+                                   out->append(common::FormatShape(shape));
+                                 })),
+      [&] {
+        c10::InferenceMode inference;
+        model->sample_output_ = original.forward(model->sample_inputs_);
+        std::vector<c10::IValue> probed;
+        if (model->cuts_.empty()) return probed;
+        torch::jit::Module probe = model->BuildSegment(0, count, model->cut_values_, "Probe");
+        c10::IValue result = probe.forward(model->sample_inputs_);
+        if (model->cuts_.size() == 1) return std::vector<c10::IValue>{result};
+        return result.toTupleRef().elements().vec();
+      });
+  if (!ran.ok()) return ran.status();
+  for (size_t i = 0; i < model->cuts_.size(); ++i) {
+    const at::Tensor& tensor = (*ran)[i].toTensor();
+    common::CutInfo& info = model->cuts_[i].info;
+    info.tensor.shape.assign(tensor.sizes().begin(), tensor.sizes().end());
+    info.tensor.dtype = tensor.scalar_type();
+    info.bytes = static_cast<int64_t>(tensor.numel() * tensor.element_size());
+  }
+  return model;
+}
+
+std::vector<CutPoint> ModelGraph::Cuts(Granularity granularity) const {
+  std::vector<CutPoint> result;
+  if (model_inputs_.size() == 1 && IsTensor(model_inputs_[0])) {
+    CutPoint input;
+    input.info.id = common::kInputCutId;
+    input.info.name = "input";
+    input.info.tensor = input_specs_[0];
+    input.info.bytes = common::NumElements(input_specs_[0].shape) * 4;
+    input.module_boundary = true;
+    result.push_back(std::move(input));
+  }
+  for (const CutPoint& cut : cuts_) {
+    if (granularity == Granularity::kNode || cut.module_boundary) result.push_back(cut);
+  }
+  return result;
+}
+
+absl::StatusOr<CutPoint> ModelGraph::FindCut(int id) const {
+  if (id >= 1 && static_cast<size_t>(id) <= cuts_.size()) return cuts_[id - 1];
+  if (cuts_.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cut ", id, " out of range: ", path_, " has no cut points"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("cut ", id, " out of range: ", path_, " has ",
+                                                 cuts_.size(), " cuts (ids 1..", cuts_.size(),
+                                                 "; 0 is the input)"));
+}
+
+absl::StatusOr<std::vector<int>> ModelGraph::ResolveCuts(
+    const std::vector<std::string>& references) const {
+  std::vector<int> ids;
+  for (const std::string& reference : references) {
+    int id = 0;
+    if (absl::SimpleAtoi(reference, &id)) {
+      ids.push_back(id);
+      continue;
+    }
+    auto named = std::find_if(cuts_.begin(), cuts_.end(),
+                              [&](const CutPoint& cut) { return cut.info.name == reference; });
+    if (named == cuts_.end()) {
+      std::vector<std::string> names;
+      for (const CutPoint& cut : Cuts(Granularity::kModule)) names.push_back(cut.info.name);
+      return absl::InvalidArgumentError(absl::StrCat("unknown cut '", reference, "' in ", path_,
+                                                     "; module-level cuts are ",
+                                                     absl::StrJoin(names, ", ")));
+    }
+    ids.push_back(named->info.id);
+  }
+  return ids;
+}
+
+absl::StatusOr<std::vector<torch::jit::Module>> ModelGraph::Split(
+    const std::vector<int>& cut_ids) const {
+  std::vector<size_t> bounds = {0};
+  std::vector<Value*> ends;
+  for (size_t i = 0; i < cut_ids.size(); ++i) {
+    if (cut_ids[i] == common::kInputCutId) {
+      return absl::InvalidArgumentError(
+          "cut 0 is the model input: a split needs cuts inside the model");
+    }
+    if (i > 0 && cut_ids[i] <= cut_ids[i - 1]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cut ids must be strictly increasing: ", cut_ids[i], " follows ", cut_ids[i - 1]));
+    }
+    CLEAVE_ASSIGN_OR_RETURN(CutPoint cut, FindCut(cut_ids[i]));
+    bounds.push_back(cut.position);
+    ends.push_back(cut_values_[cut_ids[i] - 1]);
+  }
+  bounds.push_back(compute_.size());
+  std::vector<torch::jit::Module> segments;
+  for (size_t i = 0; i + 1 < bounds.size(); ++i) {
+    const std::vector<Value*> outputs =
+        i < ends.size() ? std::vector<Value*>{ends[i]}
+                        : std::vector<Value*>(graph_->outputs().begin(), graph_->outputs().end());
+    auto segment = common::GuardTorch(absl::StatusCode::kInternal, "building segment", [&] {
+      return BuildSegment(bounds[i], bounds[i + 1], outputs, absl::StrCat("Segment", i));
+    });
+    if (!segment.ok()) return segment.status();
+    segments.push_back(*std::move(segment));
+  }
+  return segments;
+}
+
+torch::jit::Module ModelGraph::BuildSegment(size_t begin, size_t end,
+                                            const std::vector<Value*>& outputs,
+                                            const std::string& class_name) const {
+  auto segment = std::make_shared<Graph>();
+  segment->addInput("self");
+  std::unordered_map<Value*, Value*> env;
+  auto add_input = [&](Value* original) {
+    env[original] = segment->addInput()->copyMetadata(original);
+  };
+  if (begin == 0) {
+    for (Value* input : model_inputs_) add_input(input);
+  } else {
+    for (size_t i = 0; i < cuts_.size(); ++i) {
+      if (cuts_[i].position == begin) add_input(cut_values_[i]);
+    }
+  }
+  // Values from outside the range are either the segment input or top-level constants, which
+  // are copied into every segment that needs them.
+  std::function<Value*(Value*)> lookup = [&](Value* value) -> Value* {
+    if (auto it = env.find(value); it != env.end()) return it->second;
+    Node* definition = value->node();
+    TORCH_CHECK(definition->kind() == c10::prim::Constant, "segment needs value %",
+                value->debugName(), " from outside its range");
+    Node* copy = segment->createClone(definition, lookup);
+    segment->appendNode(copy);
+    env[value] = copy->output();
+    return copy->output();
+  };
+  for (size_t i = begin; i < end; ++i) {
+    Node* copy = segment->createClone(compute_[i], lookup);
+    segment->appendNode(copy);
+    for (size_t o = 0; o < copy->outputs().size(); ++o) {
+      env[compute_[i]->outputs()[o]] = copy->outputs()[o];
+    }
+  }
+  // A method returns exactly one value: several outputs travel as a tuple.
+  if (outputs.size() == 1) {
+    segment->registerOutput(lookup(outputs[0]));
+  } else {
+    std::vector<Value*> values;
+    for (Value* output : outputs) values.push_back(lookup(output));
+    segment->registerOutput(segment->insertNode(segment->createTuple(values))->output());
+  }
+  segment->lint();
+  return ModuleFromGraph(segment, class_name);
+}
+
+}  // namespace cleave::partitioner

@@ -1,0 +1,194 @@
+#include "cleave/device/runtime.h"
+
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "cleave/edge_server/edge_server.h"
+#include "tests/support/test_support.h"
+
+namespace cleave::device {
+namespace {
+
+using ::testing::HasSubstr;
+
+class RuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    original_ = testing::ResidualModel();
+    bundle_id_ =
+        testing::WriteTestBundle(original_, dir_.path(), "bundles/residual", {"stem", "block1"});
+    ASSERT_FALSE(bundle_id_.empty());
+  }
+
+  void StartEdge() {
+    edge_server::EdgeServerOptions options;
+    options.bundles_dir = dir_.File("bundles");
+    options.listen = "127.0.0.1:0";
+    auto server = edge_server::EdgeServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    edge_ = *std::move(server);
+  }
+
+  std::string EdgeAddress() const { return "127.0.0.1:" + std::to_string(edge_->port()); }
+
+  // A runtime against the test's edge with a deadline no loaded machine misses.
+  std::unique_ptr<Runtime> MakeEdgeRuntime() {
+    RuntimeOptions options;
+    options.edge = EdgeAddress();
+    options.deadline = std::chrono::seconds(30);
+    return MakeRuntime(options);
+  }
+
+  std::unique_ptr<Runtime> MakeRuntime(RuntimeOptions options) {
+    auto runtime = Runtime::Create(dir_.File("bundles/residual"), options);
+    EXPECT_TRUE(runtime.ok()) << runtime.status();
+    return runtime.ok() ? *std::move(runtime) : nullptr;
+  }
+
+  void ExpectMatchesOriginal(const Result& result, const at::Tensor& input) {
+    ASSERT_EQ(result.outputs.size(), 1u);
+    EXPECT_TRUE(at::allclose(result.outputs[0], testing::RunFlat(original_, input)[0], 1e-5, 1e-6));
+  }
+
+  testing::TempDir dir_;
+  torch::jit::Module original_;
+  std::string bundle_id_;
+  std::unique_ptr<edge_server::EdgeServer> edge_;
+};
+
+TEST_F(RuntimeTest, SplitAcrossARealEdgeEqualsTheUnsplitModel) {
+  StartEdge();
+  auto runtime = MakeEdgeRuntime();
+  ASSERT_NE(runtime, nullptr);
+  const int second_cut = runtime->bundle().manifest().cuts[1].id;
+  for (std::optional<int> cut : {std::optional<int>(), std::optional<int>(second_cut),
+                                 std::optional<int>(common::kInputCutId)}) {
+    const at::Tensor input = at::rand({1, 3, 8, 8});
+    InferOptions call;
+    call.offload_cut = cut;
+    auto result = runtime->Infer(input, call);
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->placement, Placement::kEdge) << result->fallback_reason;
+    EXPECT_GT(result->bytes_sent, 0u);
+    ExpectMatchesOriginal(*result, input);
+  }
+}
+
+TEST_F(RuntimeTest, ManyThreadsShareOneRuntimeAndStream) {
+  StartEdge();
+  auto runtime = MakeEdgeRuntime();
+  ASSERT_NE(runtime, nullptr);
+  std::vector<std::future<void>> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.push_back(std::async(std::launch::async, [&] {
+      for (int i = 0; i < 10; ++i) {
+        const at::Tensor input = at::rand({1, 3, 8, 8});
+        auto result = runtime->Infer(input);
+        ASSERT_TRUE(result.ok()) << result.status();
+        EXPECT_EQ(result->placement, Placement::kEdge);
+        ExpectMatchesOriginal(*result, input);
+      }
+    }));
+  }
+  for (auto& thread : threads) thread.get();
+}
+
+TEST_F(RuntimeTest, UnreachableEdgeFallsBackToTheDeviceWithinTheDeadline) {
+  RuntimeOptions options;
+  options.edge = "127.0.0.1:1";  // nothing listens there
+  options.deadline = std::chrono::milliseconds(500);
+  auto runtime = MakeRuntime(options);
+  ASSERT_NE(runtime, nullptr);
+  const at::Tensor input = at::rand({1, 3, 8, 8});
+  const auto start = std::chrono::steady_clock::now();
+  auto result = runtime->Infer(input);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->placement, Placement::kDeviceFallback);
+  EXPECT_FALSE(result->fallback_reason.empty());
+  ExpectMatchesOriginal(*result, input);
+  // Not a speed assertion: the call must not hang past its deadline by more than a margin
+  // that no scheduler hiccup explains.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+TEST_F(RuntimeTest, WithoutFallbackAnUnreachableEdgeIsAnError) {
+  RuntimeOptions options;
+  options.edge = "127.0.0.1:1";
+  options.deadline = std::chrono::milliseconds(300);
+  options.local_fallback = false;
+  auto runtime = MakeRuntime(options);
+  ASSERT_NE(runtime, nullptr);
+  auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
+  ASSERT_FALSE(result.ok());
+  EXPECT_TRUE(result.status().code() == absl::StatusCode::kUnavailable ||
+              result.status().code() == absl::StatusCode::kDeadlineExceeded)
+      << result.status();
+}
+
+TEST_F(RuntimeTest, EdgeThatGoesAwayAndComesBackIsUsedAgain) {
+  StartEdge();
+  const std::string address = EdgeAddress();
+  RuntimeOptions options;
+  options.edge = address;
+  options.deadline = std::chrono::seconds(5);
+  auto runtime = MakeRuntime(options);
+  ASSERT_NE(runtime, nullptr);
+  ASSERT_EQ(runtime->Infer(at::rand({1, 3, 8, 8}))->placement, Placement::kEdge);
+  edge_->Shutdown(std::chrono::milliseconds(100));
+  edge_.reset();
+  auto during = runtime->Infer(at::rand({1, 3, 8, 8}));
+  ASSERT_TRUE(during.ok());
+  EXPECT_EQ(during->placement, Placement::kDeviceFallback);
+  // Same port again: the runtime reconnects on its own.
+  edge_server::EdgeServerOptions again;
+  again.bundles_dir = dir_.File("bundles");
+  again.listen = address;
+  auto server = edge_server::EdgeServer::Start(again);
+  ASSERT_TRUE(server.ok()) << server.status();
+  edge_ = *std::move(server);
+  bool used_edge = false;
+  for (int attempt = 0; attempt < 50 && !used_edge; ++attempt) {
+    auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
+    ASSERT_TRUE(result.ok());
+    used_edge = result->placement == Placement::kEdge;
+    if (!used_edge) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(used_edge);
+}
+
+TEST_F(RuntimeTest, NoEdgeRunsEverythingOnTheDevice) {
+  auto runtime = MakeRuntime({});
+  ASSERT_NE(runtime, nullptr);
+  const at::Tensor input = at::rand({2, 3, 8, 8});
+  auto result = runtime->Infer(input);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->placement, Placement::kDevice);
+  EXPECT_EQ(result->bytes_sent, 0u);
+  ExpectMatchesOriginal(*result, input);
+}
+
+TEST_F(RuntimeTest, BadOffloadCutAndBadInputAreErrors) {
+  RuntimeOptions options;
+  options.offload_cut = 4242;
+  auto runtime = Runtime::Create(dir_.File("bundles/residual"), options);
+  ASSERT_FALSE(runtime.ok());
+  EXPECT_THAT(std::string(runtime.status().message()), HasSubstr("cut 4242"));
+
+  auto good = MakeRuntime({});
+  auto result = good->Infer(at::rand({1, 5, 8, 8}));
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(RuntimeTest, MissingBundleIsNotFound) {
+  auto runtime = Runtime::Create(dir_.File("nowhere"), {});
+  ASSERT_FALSE(runtime.ok());
+  EXPECT_EQ(runtime.status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace cleave::device

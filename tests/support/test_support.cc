@@ -1,0 +1,258 @@
+#include "tests/support/test_support.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "cleave/common/torchscript_io.h"
+#include "cleave/partitioner/bundle_writer.h"
+#include "cleave/partitioner/script_modules.h"
+#include "gtest/gtest.h"
+
+namespace cleave::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using torch::jit::Module;
+
+at::Generator& Generator() {
+  static at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(7);
+  return generator;
+}
+
+Module Conv(int64_t in, int64_t out, bool relu) {
+  return partitioner::ScriptConvBn(in, out, 3, 1, relu, Generator());
+}
+
+Module Residual(int64_t channels) {
+  return partitioner::ScriptResidualBlock(channels, channels, 1, Generator());
+}
+
+Module Linear(int64_t in, int64_t out) { return partitioner::ScriptLinear(in, out, Generator()); }
+
+// A model with the standard stem (3 -> 8 channels) and classifier (8 -> 10), whose middle is
+// `source`.
+Module WithStemAndHead(const std::string& name, const std::string& source) {
+  Module module = partitioner::NewScriptModule(name);
+  module.register_module("stem", Conv(3, 8, true));
+  module.register_module("fc", Linear(8, 10));
+  module.define(source);
+  module.eval();
+  return module;
+}
+
+}  // namespace
+
+TempDir::TempDir() {
+  static std::mt19937_64 random(std::random_device{}());
+  const fs::path base = fs::temp_directory_path();
+  do {
+    path_ = (base / ("cleave_test_" + std::to_string(getpid()) + "_" +
+                     std::to_string(random() % 1000000000)))
+                .string();
+  } while (fs::exists(path_));
+  fs::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code error;
+  fs::remove_all(path_, error);
+}
+
+std::string TempDir::File(const std::string& name) const {
+  return (fs::path(path_) / name).string();
+}
+
+Module ResidualModel() {
+  Module module = partitioner::NewScriptModule("ResidualNet");
+  module.register_module("stem", Conv(3, 8, true));
+  module.register_module("block1", Residual(8));
+  module.register_module("block2", Residual(8));
+  module.register_module("fc", Linear(8, 10));
+  module.define(R"(
+def forward(self, x):
+    x = self.stem.forward(x)
+    x = self.block1.forward(x)
+    x = self.block2.forward(x)
+    return self.fc.forward(torch.mean(x, [2, 3]))
+)");
+  module.eval();
+  return module;
+}
+
+Module ConcatModel() {
+  Module module = partitioner::NewScriptModule("ConcatNet");
+  module.register_module("stem", Conv(3, 8, true));
+  module.register_module("left", Conv(8, 4, true));
+  module.register_module("right", Conv(8, 4, true));
+  module.register_module("mix", Conv(8, 8, true));
+  module.register_module("fc", Linear(8, 10));
+  module.define(R"(
+def forward(self, x):
+    h = self.stem.forward(x)
+    a = self.left.forward(h)
+    b = self.right.forward(h)
+    y = self.mix.forward(torch.cat([a, b], 1))
+    return self.fc.forward(torch.mean(y, [2, 3]))
+)");
+  module.eval();
+  return module;
+}
+
+Module TupleOutputModel() {
+  return WithStemAndHead("TupleNet", R"(
+def forward(self, x):
+    h = self.stem.forward(x)
+    features = torch.mean(h, [2, 3])
+    return (self.fc.forward(features), (features, features.sum()))
+)");
+}
+
+Module DictOutputModel() {
+  return WithStemAndHead("DictNet", R"(
+def forward(self, x) -> Dict[str, Tensor]:
+    h = self.stem.forward(x)
+    features = torch.mean(h, [2, 3])
+    return {"logits": self.fc.forward(features), "features": features}
+)");
+}
+
+Module ControlFlowModel() {
+  return WithStemAndHead("BranchNet", R"(
+def forward(self, x):
+    h = self.stem.forward(x)
+    if bool(h.mean() > 0.5):
+        y = h * 2.0
+    else:
+        y = h - 1.0
+    return self.fc.forward(torch.mean(y, [2, 3]))
+)");
+}
+
+Module SingleOpModel() {
+  Module module = partitioner::NewScriptModule("SingleOp");
+  module.define(R"(
+def forward(self, x):
+    return x * 2.0
+)");
+  module.eval();
+  return module;
+}
+
+std::string WriteTestBundle(const Module& module, const std::string& dir, const std::string& bundle,
+                            const std::vector<std::string>& cut_names) {
+  const std::string model_path = SaveModel(module, (fs::path(dir) / "model.pt").string());
+  auto model = partitioner::ModelGraph::Load(model_path, {{1, 3, 8, 8}});
+  EXPECT_TRUE(model.ok()) << model.status();
+  if (!model.ok()) return "";
+  std::vector<int> ids;
+  for (const std::string& name : cut_names) {
+    for (const auto& cut : (*model)->Cuts(partitioner::Granularity::kNode)) {
+      if (cut.info.name == name) ids.push_back(cut.info.id);
+    }
+  }
+  EXPECT_EQ(ids.size(), cut_names.size()) << "unknown cut name";
+  auto written = partitioner::WriteBundle(**model, ids, (fs::path(dir) / bundle).string(), {});
+  EXPECT_TRUE(written.ok()) << written.status();
+  return written.ok() ? written->id : "";
+}
+
+std::string SaveModel(const Module& module, const std::string& path) {
+  module.save(path);
+  return path;
+}
+
+std::vector<at::Tensor> RunFlat(Module module, const at::Tensor& input) {
+  c10::InferenceMode inference;
+  std::vector<at::Tensor> tensors;
+  const absl::Status status = common::FlattenTensors(module.forward({input}), &tensors);
+  TORCH_CHECK(status.ok(), std::string(status.message()));
+  return tensors;
+}
+
+CommandResult RunCommand(const std::string& command, bool merge_stderr) {
+  CommandResult result;
+  FILE* pipe = popen((merge_stderr ? command + " 2>&1" : command).c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buffer[4096];
+  size_t read = 0;
+  while ((read = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, read);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+std::string BinaryPath(const std::string& name) {
+  return (fs::path(CLEAVE_BINARY_DIR) / name).string();
+}
+
+EdgeProcess::EdgeProcess(const std::string& bundles_dir, const std::vector<std::string>& flags) {
+  const std::string binary = BinaryPath("cleave-edge");
+  const std::string port_file = dir_.File("port");
+  const std::string log_file = dir_.File("log");
+  std::vector<std::string> args = {binary,        "--bundles",   bundles_dir, "--listen",
+                                   "127.0.0.1:0", "--port-file", port_file};
+  args.insert(args.end(), flags.begin(), flags.end());
+  pid_ = fork();
+  if (pid_ == 0) {
+    FILE* log = std::freopen(log_file.c_str(), "w", stdout);
+    if (log == nullptr) _exit(127);
+    dup2(fileno(stdout), fileno(stderr));
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < give_up) {
+    std::ifstream in(port_file);
+    if (in >> port_ && port_ > 0) return;
+    port_ = 0;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+EdgeProcess::~EdgeProcess() { Stop(); }
+
+int EdgeProcess::Stop() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < give_up) {
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      port_ = 0;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid_, SIGKILL);
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return -1;
+}
+
+std::string EdgeProcess::Log() const {
+  std::ifstream in(dir_.File("log"));
+  std::stringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
+}
+
+}  // namespace cleave::testing

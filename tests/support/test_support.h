@@ -1,0 +1,87 @@
+// Shared test fixtures: small TorchScript models with the graph shapes cut discovery must
+// handle (residual, concat, tuple/dict outputs, control flow, no cut at all), temporary
+// folders, and running the project's executables as real processes.
+#ifndef CLEAVE_TESTS_SUPPORT_TEST_SUPPORT_H_
+#define CLEAVE_TESTS_SUPPORT_TEST_SUPPORT_H_
+
+#include <torch/script.h>
+
+#include <string>
+#include <vector>
+
+namespace cleave::testing {
+
+// A fresh folder under the test temp dir, removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  // Returns path()/name.
+  std::string File(const std::string& name) const;
+
+ private:
+  std::string path_;
+};
+
+// Model builders. Each takes float32 [N, 3, 8, 8] images (seeded weights).
+torch::jit::Module ResidualModel();     // stem, two residual blocks, pooled linear -> [N, 10]
+torch::jit::Module ConcatModel();       // two branches from one tensor, concatenated -> [N, 10]
+torch::jit::Module TupleOutputModel();  // -> (logits [N, 10], (features [N, 8], scalar))
+torch::jit::Module DictOutputModel();   // -> {"logits": [N, 10], "features": [N, 8]}
+torch::jit::Module ControlFlowModel();  // an if/else on a tensor value inside the model
+torch::jit::Module SingleOpModel();     // x * 2: no cut inside
+
+// Saves `module` to `dir`/model.pt, splits it at the cuts named `cut_names` (node
+// granularity names such as "stem", "block1") into the bundle folder `dir`/`bundle`, and
+// returns the bundle id. Fails the current test on error.
+std::string WriteTestBundle(const torch::jit::Module& module, const std::string& dir,
+                            const std::string& bundle, const std::vector<std::string>& cut_names);
+
+// Saves `module` to `path` and returns `path`.
+std::string SaveModel(const torch::jit::Module& module, const std::string& path);
+
+// Runs `module` on `input` (InferenceMode) and flattens the output to tensors.
+std::vector<at::Tensor> RunFlat(torch::jit::Module module, const at::Tensor& input);
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr interleaved
+};
+
+// Runs `command` through /bin/sh and waits for it. With `merge_stderr` false, stderr goes to
+// the test's own stderr and `output` holds stdout only (for commands that print JSON).
+CommandResult RunCommand(const std::string& command, bool merge_stderr = true);
+
+// Path of a project executable ("cleave", "cleave-edge", "cleave-device") in the build tree.
+std::string BinaryPath(const std::string& name);
+
+// A cleave-edge process on an ephemeral loopback port, stopped (SIGTERM) on destruction.
+class EdgeProcess {
+ public:
+  // Starts cleave-edge over `bundles_dir` and waits until it reports its port.
+  explicit EdgeProcess(const std::string& bundles_dir, const std::vector<std::string>& flags = {});
+  ~EdgeProcess();
+  EdgeProcess(const EdgeProcess&) = delete;
+  EdgeProcess& operator=(const EdgeProcess&) = delete;
+
+  bool running() const { return port_ > 0; }
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  // Sends SIGTERM and returns the exit code (or -1 if it did not exit within 20 s).
+  int Stop();
+  // What the process wrote to stdout/stderr so far.
+  std::string Log() const;
+
+ private:
+  TempDir dir_;
+  int pid_ = -1;
+  int port_ = 0;
+};
+
+}  // namespace cleave::testing
+
+#endif  // CLEAVE_TESTS_SUPPORT_TEST_SUPPORT_H_
