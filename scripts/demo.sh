@@ -10,9 +10,6 @@ cd "$(dirname "$0")/.."
 
 BIN=build/bin
 IMAGES="${CLEAVE_DEMO_IMAGES:-10000}"
-EPOCHS=4
-SEED=1
-CACHE="${CLEAVE_CACHE:-$HOME/.cache/cleave}"
 WORK="$(mktemp -d -t cleave-demo.XXXXXX)"
 EDGE_PID=""
 cleanup() {
@@ -21,17 +18,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 1. The reference model, trained once and cached: the cache key covers the model's source,
-#    the epochs and the seed, so a change to any of them retrains.
-KEY="$(cat partitioner/src/reference_model.cc partitioner/src/script_modules.cc | sha256sum | cut -c1-16)-e${EPOCHS}-s${SEED}"
-MODEL="$CACHE/fashion_resnet-$KEY.pt"
-mkdir -p "$CACHE"
-if [[ ! -f "$MODEL" ]]; then
-  echo "== training the reference model ($EPOCHS epochs on the 60k Fashion-MNIST training images)"
-  "$BIN/cleave" train-reference --epochs "$EPOCHS" --seed "$SEED" -o "$MODEL"
-else
-  echo "== using the cached reference model $MODEL"
-fi
+# 1. The reference model, trained by cleave itself once and cached.
+MODEL="$(scripts/reference_model.sh)"
+echo "== reference model $MODEL"
 
 # 2. Where can it be cut? A graph-level analysis of the TorchScript model.
 echo; echo "== cleave inspect"

@@ -15,6 +15,9 @@ PACKAGES=(
   libzstd-dev zlib1g-dev libssl-dev              # compression, CRC-32, SHA-256
   libcli11-dev nlohmann-json3-dev                # command lines, JSON
   libgtest-dev libgmock-dev libbenchmark-dev     # tests and benchmarks
+  clang libclang-rt-14-dev                       # libFuzzer, ASan, UBSan for the frame fuzzer
+  prometheus                                     # promtool checks the /metrics exposition
+  gnuplot-nox                                    # cleave exits calibrate --plot
   dataset-fashion-mnist                          # the real data
 )
 

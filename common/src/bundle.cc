@@ -59,6 +59,12 @@ absl::StatusOr<std::shared_ptr<const Bundle>> Bundle::Load(const std::string& di
     CLEAVE_ASSIGN_OR_RETURN(torch::jit::Module module, LoadTorchScriptFromBytes(bytes, ref.file));
     bundle->segments_.push_back(std::move(module));
   }
+  for (const ExitInfo& exit : manifest.exits) {
+    CLEAVE_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, exit.head));
+    CLEAVE_ASSIGN_OR_RETURN(torch::jit::Module head,
+                            LoadTorchScriptFromBytes(bytes, exit.head.file));
+    bundle->exit_heads_.emplace(exit.cut_id, std::move(head));
+  }
   bundle->manifest_ = std::move(manifest);
   return std::shared_ptr<const Bundle>(std::move(bundle));
 }
@@ -109,6 +115,20 @@ absl::StatusOr<c10::IValue> Bundle::RunSegments(size_t first, size_t last,
                         inputs = {value};
                       }
                       return value;
+                    });
+}
+
+absl::StatusOr<at::Tensor> Bundle::RunExit(int cut_id, const at::Tensor& activation) const {
+  auto it = exit_heads_.find(cut_id);
+  if (it == exit_heads_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("bundle ", manifest_.name, " has no exit at cut ", cut_id));
+  }
+  return GuardTorch(absl::StatusCode::kInvalidArgument,
+                    absl::StrCat("running the exit head at cut ", cut_id), [&] {
+                      c10::InferenceMode inference;
+                      torch::jit::Module head = it->second;
+                      return head.forward({activation}).toTensor();
                     });
 }
 

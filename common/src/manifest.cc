@@ -1,10 +1,12 @@
 #include "cleave/common/manifest.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cleave/common/confidence.h"
 #include "cleave/common/sha256.h"
 #include "cleave/common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -21,6 +23,24 @@ json ToJson(const TensorSpec& spec) {
 }
 
 json ToJson(const FileRef& ref) { return json{{"file", ref.file}, {"sha256", ref.sha256}}; }
+
+json CodecJson(const CodecSpec& spec) {
+  json ranges = json::array();
+  for (const ClipRange& range : spec.ranges) ranges.push_back({range.min, range.max});
+  return json{{"name", CodecName(spec.codec)}, {"zstd_level", spec.zstd_level}, {"ranges", ranges}};
+}
+
+CodecSpec CodecSpecFromJson(const json& j) {
+  CodecSpec spec;
+  auto codec = ParseCodec(j.at("name").get<std::string>());
+  if (!codec.ok()) throw std::invalid_argument(std::string(codec.status().message()));
+  spec.codec = *codec;
+  spec.zstd_level = j.at("zstd_level").get<int>();
+  for (const json& range : j.at("ranges")) {
+    spec.ranges.push_back({range.at(0).get<float>(), range.at(1).get<float>()});
+  }
+  return spec;
+}
 
 template <typename T>
 json ToJsonArray(const std::vector<T>& items) {
@@ -87,7 +107,9 @@ std::string BundleManifest::ToJson() const {
                              {"begin_cut", segment.begin_cut},
                              {"end_cut", segment.end_cut ? json(*segment.end_cut) : json()},
                              {"inputs", ToJsonArray(segment.inputs)},
-                             {"outputs", ToJsonArray(segment.outputs)}});
+                             {"outputs", ToJsonArray(segment.outputs)},
+                             {"macs", segment.macs},
+                             {"param_bytes", segment.param_bytes}});
   }
   json cuts_json = json::array();
   for (const CutInfo& cut : cuts) {
@@ -95,7 +117,19 @@ std::string BundleManifest::ToJson() const {
                          {"name", cut.name},
                          {"shape", cut.tensor.shape},
                          {"dtype", DtypeName(cut.tensor.dtype)},
-                         {"bytes", cut.bytes}});
+                         {"bytes", cut.bytes},
+                         {"codec", CodecJson(cut.codec)}});
+  }
+  json exits_json = json::array();
+  for (const ExitInfo& exit : exits) {
+    exits_json.push_back({{"cut", exit.cut_id},
+                          {"file", exit.head.file},
+                          {"sha256", exit.head.sha256},
+                          {"kind", exit.kind},
+                          {"macs", exit.macs},
+                          {"temperature", exit.temperature},
+                          {"score", exit.score},
+                          {"threshold", exit.threshold ? json(*exit.threshold) : json()}});
   }
   const json document = {
       {"format", kFormatName},
@@ -105,6 +139,7 @@ std::string BundleManifest::ToJson() const {
       {"inputs", ToJsonArray(inputs)},
       {"cuts", cuts_json},
       {"segments", segments_json},
+      {"exits", exits_json},
       {"verification",
        {{"inputs", ToJsonArray(verification.inputs)},
         {"outputs", ToJsonArray(verification.outputs)},
@@ -139,6 +174,7 @@ absl::StatusOr<BundleManifest> BundleManifest::FromJson(absl::string_view text,
       cut.name = c.at("name").get<std::string>();
       cut.tensor = TensorSpecFromJson(c);
       cut.bytes = c.at("bytes").get<int64_t>();
+      cut.codec = CodecSpecFromJson(c.at("codec"));
       manifest.cuts.push_back(std::move(cut));
     }
     for (const json& s : j.at("segments")) {
@@ -148,7 +184,20 @@ absl::StatusOr<BundleManifest> BundleManifest::FromJson(absl::string_view text,
       if (!s.at("end_cut").is_null()) segment.end_cut = s.at("end_cut").get<int>();
       segment.inputs = ArrayFromJson<TensorSpec>(s.at("inputs"), TensorSpecFromJson);
       segment.outputs = ArrayFromJson<TensorSpec>(s.at("outputs"), TensorSpecFromJson);
+      segment.macs = s.value("macs", int64_t{0});
+      segment.param_bytes = s.value("param_bytes", int64_t{0});
       manifest.segments.push_back(std::move(segment));
+    }
+    for (const json& e : j.value("exits", json::array())) {
+      ExitInfo exit;
+      exit.cut_id = e.at("cut").get<int>();
+      exit.head = FileRefFromJson(e);
+      exit.kind = e.at("kind").get<std::string>();
+      exit.macs = e.value("macs", int64_t{0});
+      exit.temperature = e.at("temperature").get<double>();
+      exit.score = e.at("score").get<std::string>();
+      if (!e.at("threshold").is_null()) exit.threshold = e.at("threshold").get<double>();
+      manifest.exits.push_back(std::move(exit));
     }
     const json& v = j.at("verification");
     manifest.verification.inputs = ArrayFromJson<FileRef>(v.at("inputs"), FileRefFromJson);
@@ -188,6 +237,44 @@ absl::Status BundleManifest::Validate() const {
       return absl::InvalidArgumentError("cut ids must be positive and strictly increasing");
     }
   }
+  for (const CutInfo& cut : cuts) {
+    const CodecSpec& codec = cut.codec;
+    if (codec.zstd_level < 0 || codec.zstd_level > 19) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cut ", cut.id, ": zstd level ", codec.zstd_level, " out of range 0..19"));
+    }
+    if (!codec.ranges.empty() && !IsAffineCodec(codec.codec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cut ", cut.id, ": codec ", CodecName(codec.codec), " takes no ranges"));
+    }
+    for (const ClipRange& range : codec.ranges) {
+      if (!(range.min <= range.max)) {
+        return absl::InvalidArgumentError(absl::StrCat("cut ", cut.id, ": clip range [", range.min,
+                                                       ", ", range.max, "] is empty"));
+      }
+    }
+  }
+  int previous_exit = kInputCutId;
+  for (const ExitInfo& exit : exits) {
+    CLEAVE_RETURN_IF_ERROR(CheckFileRef(exit.head, absl::StrCat("exit at cut ", exit.cut_id)));
+    if (FindCut(exit.cut_id) == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("exit at cut ", exit.cut_id, " is not at a cut of the bundle"));
+    }
+    if (exit.cut_id <= previous_exit) {
+      return absl::InvalidArgumentError("exits must be in cut order, one per cut");
+    }
+    previous_exit = exit.cut_id;
+    if (!(exit.temperature > 0) || !std::isfinite(exit.temperature)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("exit at cut ", exit.cut_id, ": temperature must be positive"));
+    }
+    CLEAVE_RETURN_IF_ERROR(ParseExitScore(exit.score).status());
+    if (exit.threshold && !(*exit.threshold >= 0.0 && *exit.threshold <= 1.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("exit at cut ", exit.cut_id, ": threshold must be in [0, 1]"));
+    }
+  }
   for (const FileRef& ref : verification.inputs) {
     CLEAVE_RETURN_IF_ERROR(CheckFileRef(ref, "verification input"));
   }
@@ -200,6 +287,13 @@ absl::Status BundleManifest::Validate() const {
 const CutInfo* BundleManifest::FindCut(int id) const {
   for (const CutInfo& cut : cuts) {
     if (cut.id == id) return &cut;
+  }
+  return nullptr;
+}
+
+const ExitInfo* BundleManifest::FindExit(int cut_id) const {
+  for (const ExitInfo& exit : exits) {
+    if (exit.cut_id == cut_id) return &exit;
   }
   return nullptr;
 }

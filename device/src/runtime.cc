@@ -3,6 +3,7 @@
 #include <future>
 
 #include "absl/strings/str_cat.h"
+#include "cleave/common/confidence.h"
 #include "cleave/common/status_macros.h"
 #include "cleave/common/torchscript_io.h"
 #include "cleave/device/edge_client.h"
@@ -26,6 +27,8 @@ const char* PlacementName(Placement placement) {
       return "edge";
     case Placement::kDeviceFallback:
       return "device-fallback";
+    case Placement::kDeviceExit:
+      return "device-exit";
   }
   return "unknown";
 }
@@ -56,18 +59,22 @@ absl::StatusOr<Result> Runtime::Infer(const at::Tensor& input, const InferOption
   CLEAVE_ASSIGN_OR_RETURN(const size_t split, bundle_->SegmentStartingAt(result.cut_id));
   const size_t last = bundle_->num_loaded_segments() - 1;
 
-  // Device part: the segments before the offload cut.
+  // Device part: the segments before the offload cut, with their exits.
   c10::IValue value = input;
-  const Clock::time_point compute_start = Clock::now();
   if (split > 0) {
-    CLEAVE_ASSIGN_OR_RETURN(value, bundle_->RunSegments(0, split - 1, {input}));
+    CLEAVE_ASSIGN_OR_RETURN(const bool exited, RunOnDevice(0, split - 1, &value, &result));
+    if (exited) {
+      result.timings.total_ms = MillisSince(start);
+      return result;
+    }
   }
-  result.timings.device_compute_ms = MillisSince(compute_start);
 
   if (edge_ != nullptr) {
     const Clock::time_point encode_start = Clock::now();
-    CLEAVE_ASSIGN_OR_RETURN(std::string frame,
-                            common::EncodeFrame(value.toTensor(), options_.codec));
+    const common::CutInfo* cut = bundle_->manifest().FindCut(result.cut_id);
+    const common::CodecSpec codec =
+        options_.codec.value_or(cut != nullptr ? cut->codec : common::CodecSpec{});
+    CLEAVE_ASSIGN_OR_RETURN(std::string frame, common::EncodeFrame(value.toTensor(), codec));
     result.timings.encode_ms = MillisSince(encode_start);
     result.bytes_sent = frame.size();
     auto outputs = CallEdge(result.cut_id, frame, deadline, &result.timings);
@@ -83,12 +90,38 @@ absl::StatusOr<Result> Runtime::Infer(const at::Tensor& input, const InferOption
   }
 
   // Device finishes the model: no edge configured, or the edge failed.
-  const Clock::time_point local_start = Clock::now();
-  CLEAVE_ASSIGN_OR_RETURN(value, bundle_->RunSegments(split, last, {value}));
-  result.timings.device_compute_ms += MillisSince(local_start);
-  CLEAVE_RETURN_IF_ERROR(common::FlattenTensors(value, &result.outputs));
+  CLEAVE_ASSIGN_OR_RETURN(const bool exited, RunOnDevice(split, last, &value, &result));
+  if (!exited) CLEAVE_RETURN_IF_ERROR(common::FlattenTensors(value, &result.outputs));
   result.timings.total_ms = MillisSince(start);
   return result;
+}
+
+absl::StatusOr<bool> Runtime::RunOnDevice(size_t first, size_t last, c10::IValue* value,
+                                          Result* result) const {
+  const common::BundleManifest& manifest = bundle_->manifest();
+  for (size_t segment = first; segment <= last; ++segment) {
+    const Clock::time_point compute_start = Clock::now();
+    CLEAVE_ASSIGN_OR_RETURN(*value, bundle_->RunSegments(segment, segment, {*value}));
+    result->timings.device_compute_ms += MillisSince(compute_start);
+    const std::optional<int> end = manifest.segments[segment].end_cut;
+    const common::ExitInfo* exit = end ? manifest.FindExit(*end) : nullptr;
+    if (exit == nullptr || !exit->threshold.has_value()) continue;
+    const Clock::time_point exit_start = Clock::now();
+    CLEAVE_ASSIGN_OR_RETURN(at::Tensor logits, bundle_->RunExit(*end, value->toTensor()));
+    CLEAVE_ASSIGN_OR_RETURN(common::ExitScore score, common::ParseExitScore(exit->score));
+    // A batch leaves only when every sample in it is confident enough.
+    const double confidence =
+        common::Confidence(logits, exit->temperature, score).min().item<double>();
+    result->timings.device_compute_ms += MillisSince(exit_start);
+    result->confidence = confidence;
+    if (confidence >= *exit->threshold) {
+      result->outputs = {logits};
+      result->exit_cut = *end;
+      result->placement = Placement::kDeviceExit;
+      return true;
+    }
+  }
+  return false;
 }
 
 absl::StatusOr<std::vector<at::Tensor>> Runtime::CallEdge(int cut_id, const std::string& frame,

@@ -77,10 +77,14 @@ absl::Status Run(const RunOptions& run) {
     latencies.push_back(result->timings.total_ms);
     bytes += result->bytes_sent;
     if (i < run.show && !run.json) {
+      const std::string where = result->exit_cut
+                                    ? absl::StrFormat("exit at cut %d, confidence %.3f",
+                                                      *result->exit_cut, result->confidence)
+                                    : absl::StrFormat("cut %d", result->cut_id);
       std::cout << absl::StrFormat(
-          "request %lld: ran on %s (cut %d), predicted %d %s, label %d %s, %.2f ms\n",
-          static_cast<long long>(i + 1), cleave::device::PlacementName(result->placement),
-          result->cut_id, predicted, kFashionClasses[predicted], label, kFashionClasses[label],
+          "request %lld: ran on %s (%s), predicted %d %s, label %d %s, %.2f ms\n",
+          static_cast<long long>(i + 1), cleave::device::PlacementName(result->placement), where,
+          predicted, kFashionClasses[predicted], label, kFashionClasses[label],
           result->timings.total_ms);
       if (!result->fallback_reason.empty()) {
         std::cout << "  fallback: " << result->fallback_reason << "\n";

@@ -92,6 +92,9 @@ absl::StatusOr<std::vector<common::FileRef>> WriteFrames(const std::string& dir,
 absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::vector<int>& cut_ids,
                                           const std::string& dir, const BundleOptions& options) {
   if (cut_ids.empty()) return absl::InvalidArgumentError("no cuts given: name at least one");
+  if (!options.codec.ranges.empty()) {
+    return absl::InvalidArgumentError("clip ranges come from calibration, not from options");
+  }
   CLEAVE_ASSIGN_OR_RETURN(std::vector<torch::jit::Module> segments, model.Split(cut_ids));
   CLEAVE_RETURN_IF_ERROR(PrepareDirectory(dir));
 
@@ -99,9 +102,21 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
   manifest.name = options.name.empty() ? fs::path(model.path()).stem().string() : options.name;
   manifest.source = {fs::path(model.path()).filename().string(), model.source_sha256()};
   manifest.inputs = model.inputs();
+  std::vector<int64_t> macs_at = {0}, param_bytes_at = {0};  // before each boundary
   for (int id : cut_ids) {
     CLEAVE_ASSIGN_OR_RETURN(CutPoint cut, model.FindCut(id));
+    cut.info.codec = options.codec;
     manifest.cuts.push_back(cut.info);
+    macs_at.push_back(cut.macs_before);
+    param_bytes_at.push_back(cut.param_bytes_before);
+  }
+  macs_at.push_back(model.total_macs());
+  param_bytes_at.push_back(model.total_param_bytes());
+  if (common::IsAffineCodec(options.codec.codec) && options.calibration_samples.defined()) {
+    CLEAVE_ASSIGN_OR_RETURN(auto ranges,
+                            CalibrateClipRanges(model, cut_ids, options.calibration_samples,
+                                                options.codec.codec, options.calibration));
+    for (size_t i = 0; i < ranges.size(); ++i) manifest.cuts[i].codec.ranges = ranges[i];
   }
   std::vector<at::Tensor> outputs;
   CLEAVE_RETURN_IF_ERROR(common::FlattenTensors(model.sample_output(), &outputs));
@@ -111,6 +126,8 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
     CLEAVE_ASSIGN_OR_RETURN(segment.module,
                             WriteBundleFile(dir, absl::StrCat("segment_", i, ".pt"), bytes));
     segment.begin_cut = i == 0 ? common::kInputCutId : manifest.cuts[i - 1].id;
+    segment.macs = macs_at[i + 1] - macs_at[i];
+    segment.param_bytes = param_bytes_at[i + 1] - param_bytes_at[i];
     if (i == 0) {
       segment.inputs = manifest.inputs;
     } else {

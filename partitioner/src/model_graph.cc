@@ -2,9 +2,11 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -199,7 +201,93 @@ absl::StatusOr<std::unique_ptr<ModelGraph>> ModelGraph::Load(
     info.tensor.dtype = tensor.scalar_type();
     info.bytes = static_cast<int64_t>(tensor.numel() * tensor.element_size());
   }
+  CLEAVE_RETURN_IF_ERROR(model->EstimateCosts());
   return model;
+}
+
+absl::Status ModelGraph::EstimateCosts() {
+  // Multiply-accumulate ops, by kind. Nodes nested in loops or ifs count once at their
+  // top-level ancestor's position; that is an estimate, as the name says.
+  auto is_mac_node = [](const Node* node) {
+    const std::string kind = node->kind().toQualString();
+    return kind == "aten::conv1d" || kind == "aten::conv2d" || kind == "aten::conv3d" ||
+           kind == "aten::_convolution" || kind == "aten::linear" || kind == "aten::matmul" ||
+           kind == "aten::mm" || kind == "aten::bmm" || kind == "aten::addmm";
+  };
+  std::vector<size_t> mac_positions;
+  std::vector<Value*> operands;  // output, input 0, input 1 of each MAC node
+  for (size_t p = 0; p < compute_.size(); ++p) {
+    Node* node = compute_[p];
+    if (!is_mac_node(node) || node->inputs().size() < 2 || !IsTensor(node->output()) ||
+        !IsTensor(node->input(0)) || !IsTensor(node->input(1))) {
+      continue;
+    }
+    mac_positions.push_back(p);
+    operands.insert(operands.end(), {node->output(), node->input(0), node->input(1)});
+  }
+  std::vector<int64_t> macs(compute_.size(), 0), param_bytes(compute_.size(), 0);
+  if (!operands.empty()) {
+    auto shapes = common::GuardTorch(
+        absl::StatusCode::kInvalidArgument, absl::StrCat(path_, ": estimating costs"), [&] {
+          c10::InferenceMode inference;
+          torch::jit::Module probe = BuildSegment(0, compute_.size(), operands, "CostProbe");
+          return probe.forward(sample_inputs_);
+        });
+    if (!shapes.ok()) return shapes.status();
+    const auto& values = shapes->toTupleRef().elements();
+    for (size_t i = 0; i < mac_positions.size(); ++i) {
+      const at::Tensor& out = values[3 * i].toTensor();
+      const at::Tensor& a = values[3 * i + 1].toTensor();
+      const at::Tensor& b = values[3 * i + 2].toTensor();
+      const std::string kind = compute_[mac_positions[i]]->kind().toQualString();
+      int64_t per_output = 0;
+      if (kind.find("conv") != std::string::npos) {
+        per_output = b.dim() > 0 && b.size(0) > 0 ? b.numel() / b.size(0) : 0;  // [O, I/g, k..]
+      } else if (kind == "aten::linear") {
+        per_output = b.dim() == 2 ? b.size(1) : b.numel();  // [out, in]
+      } else if (kind == "aten::addmm") {
+        per_output = b.dim() > 0 ? b.size(-1) : 0;  // addmm(bias, a, b): inner dim of a
+      } else {
+        per_output = a.dim() > 0 ? a.size(-1) : 0;  // matmul / mm / bmm
+      }
+      macs[mac_positions[i]] = out.numel() * per_output;
+    }
+  }
+  // Parameter bytes: tensor constants, counted at their first use.
+  std::set<const Value*> counted;
+  std::function<void(Node*, size_t)> count_constants = [&](Node* node, size_t position) {
+    for (Value* input : node->inputs()) {
+      if (input->node()->kind() != c10::prim::Constant || !IsTensor(input) ||
+          !counted.insert(input).second) {
+        continue;
+      }
+      if (auto constant = torch::jit::toIValue(input); constant && constant->isTensor()) {
+        const at::Tensor& tensor = constant->toTensor();
+        param_bytes[position] += tensor.numel() * static_cast<int64_t>(tensor.element_size());
+      }
+    }
+    for (torch::jit::Block* block : node->blocks()) {
+      for (Node* inner : block->nodes()) count_constants(inner, position);
+    }
+  };
+  for (size_t p = 0; p < compute_.size(); ++p) count_constants(compute_[p], p);
+
+  int64_t running_macs = 0, running_bytes = 0;
+  size_t next = 0;
+  for (size_t p = 0; p <= compute_.size(); ++p) {
+    while (next < cuts_.size() && cuts_[next].position == p) {
+      cuts_[next].macs_before = running_macs;
+      cuts_[next].param_bytes_before = running_bytes;
+      ++next;
+    }
+    if (p < compute_.size()) {
+      running_macs += macs[p];
+      running_bytes += param_bytes[p];
+    }
+  }
+  total_macs_ = running_macs;
+  total_param_bytes_ = running_bytes;
+  return absl::OkStatus();
 }
 
 std::vector<CutPoint> ModelGraph::Cuts(Granularity granularity) const {
@@ -228,6 +316,35 @@ absl::StatusOr<CutPoint> ModelGraph::FindCut(int id) const {
   return absl::InvalidArgumentError(absl::StrCat("cut ", id, " out of range: ", path_, " has ",
                                                  cuts_.size(), " cuts (ids 1..", cuts_.size(),
                                                  "; 0 is the input)"));
+}
+
+absl::StatusOr<std::vector<at::Tensor>> ModelGraph::ActivationsAt(
+    const std::vector<int>& cut_ids, const std::vector<c10::IValue>& inputs) const {
+  std::vector<Value*> values;
+  for (int id : cut_ids) {
+    if (id == common::kInputCutId) {
+      values.push_back(model_inputs_.front());
+      continue;
+    }
+    CLEAVE_RETURN_IF_ERROR(FindCut(id).status());
+    values.push_back(cut_values_[id - 1]);
+  }
+  if (values.empty()) return std::vector<at::Tensor>{};
+  return common::GuardTorch(
+      absl::StatusCode::kInvalidArgument, absl::StrCat(path_, ": running the model"), [&] {
+        c10::InferenceMode inference;
+        torch::jit::Module probe = BuildSegment(0, compute_.size(), values, "Probe");
+        const c10::IValue result = probe.forward(inputs);
+        std::vector<at::Tensor> tensors;
+        if (values.size() == 1) {
+          tensors.push_back(result.toTensor());
+        } else {
+          for (const c10::IValue& element : result.toTupleRef().elements()) {
+            tensors.push_back(element.toTensor());
+          }
+        }
+        return tensors;
+      });
 }
 
 absl::StatusOr<std::vector<int>> ModelGraph::ResolveCuts(

@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <limits>
 
 namespace cleave::common {
 namespace {
@@ -23,13 +24,19 @@ std::string Encoded(const CodecSpec& spec = {}) {
 // Rewrites the CRC-32 as docs/FRAME_FORMAT.md specifies (over bytes [0, 12) and [16, end)),
 // so a test that corrupts one field exercises that field's check, not the checksum.
 std::string Reseal(std::string frame) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  crc = crc32(crc, reinterpret_cast<const Bytef*>(frame.data()), 12);
-  crc = crc32(crc, reinterpret_cast<const Bytef*>(frame.data() + 16),
-              static_cast<uInt>(frame.size() - 16));
-  const auto value = static_cast<uint32_t>(crc);
-  std::memcpy(frame.data() + 12, &value, 4);
+  const uint32_t checksum = FrameChecksum(frame);
+  std::memcpy(frame.data() + 12, &checksum, 4);
   return frame;
+}
+
+TEST(TensorFrameTest, ChecksumIsTheDocumentedCrc32) {
+  const std::string frame = EncodeFrame(at::rand({3, 3})).value();
+  uLong crc = crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(frame.data()), 12);
+  crc = crc32(crc, reinterpret_cast<const Bytef*>(frame.data() + 16), frame.size() - 16);
+  uint32_t stored = 0;
+  std::memcpy(&stored, frame.data() + 12, 4);
+  EXPECT_EQ(stored, static_cast<uint32_t>(crc));
+  EXPECT_EQ(FrameChecksum(frame), stored);
 }
 
 template <typename T>
@@ -178,8 +185,156 @@ TEST(TensorFrameTest, RejectsCorruptZstdStreamEvenWithValidChecksum) {
   EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(TensorFrameTest, RejectsParametersOnRawCodec) {
-  ExpectRejected(WithField<uint16_t>(Encoded(), 10, 3), "parameters");
+TEST(TensorFrameTest, RejectsParameterCountThatDisagreesWithCodec) {
+  // Two parameters declared on a raw frame, carved out of the payload: the sizes still add
+  // up, so the codec's own parameter check must catch it.
+  std::string frame = Encoded();
+  uint64_t raw_bytes = 0;
+  std::memcpy(&raw_bytes, frame.data() + 16, 8);
+  frame = WithField<uint16_t>(frame, 10, 2);
+  frame = WithField<uint64_t>(frame, 24, frame.size() - 64 - 8);
+  ExpectRejected(frame, "parameters");
+}
+
+// ---- Lossy codecs ----------------------------------------------------------------------------
+
+at::Tensor Decoded(const at::Tensor& tensor, const CodecSpec& spec) {
+  auto frame = EncodeFrame(tensor, spec);
+  EXPECT_TRUE(frame.ok()) << frame.status();
+  if (!frame.ok()) return at::Tensor();
+  auto decoded = DecodeFrame(*frame);
+  EXPECT_TRUE(decoded.ok()) << decoded.status();
+  return decoded.ok() ? *decoded : at::Tensor();
+}
+
+// Activations as they look after a ReLU, with a few large outliers.
+at::Tensor Activation() {
+  at::Tensor x = at::relu(at::randn({2, 8, 6, 6}));
+  x.view(-1).slice(0, 0, 5).fill_(12.0);
+  return x;
+}
+
+TEST(TensorFrameTest, Fp16AndBf16MatchLibTorchRounding) {
+  at::Tensor values = at::randn({4096}) * 1000;
+  values.slice(0, 0, 8).copy_(at::tensor({0.0f, -0.0f, 1e-6f, -3e-8f, 65504.0f, 65520.0f, 70000.0f,
+                                          std::numeric_limits<float>::infinity()}));
+  EXPECT_TRUE(at::equal(Decoded(values, {Codec::kFloat16}), values.to(at::kHalf).to(at::kFloat)));
+  EXPECT_TRUE(
+      at::equal(Decoded(values, {Codec::kBFloat16}), values.to(at::kBFloat16).to(at::kFloat)));
+  const at::Tensor nan = at::full({3}, std::numeric_limits<float>::quiet_NaN());
+  EXPECT_TRUE(Decoded(nan, {Codec::kFloat16}).isnan().all().item<bool>());
+  EXPECT_TRUE(Decoded(nan, {Codec::kBFloat16}).isnan().all().item<bool>());
+}
+
+TEST(TensorFrameTest, Int8PerTensorStaysWithinHalfAStep) {
+  const at::Tensor x = Activation();
+  const float scale = (x.max().item<float>() - x.min().item<float>()) / 255.0f;
+  const at::Tensor decoded = Decoded(x, {Codec::kInt8});
+  EXPECT_LE((decoded - x).abs().max().item<float>(), scale / 2 * (1 + 1e-5f));
+  auto frame = EncodeFrame(x, {Codec::kInt8});
+  EXPECT_EQ(frame->size(), 32 + 8 * 4 + 4 * 2 + static_cast<size_t>(x.numel()));
+}
+
+TEST(TensorFrameTest, Int8ClipRangeClampsOutliersAndNarrowsTheStep) {
+  const at::Tensor x = Activation();
+  const ClipRange range{0.0f, 4.0f};
+  const at::Tensor decoded = Decoded(x, {Codec::kInt8, 0, {range}});
+  const at::Tensor inside = x <= range.max;
+  const float scale = (range.max - range.min) / 255.0f;
+  EXPECT_LE((decoded - x).masked_select(inside).abs().max().item<float>(), scale / 2 * (1 + 1e-5f));
+  EXPECT_TRUE(at::allclose(decoded.masked_select(~inside),
+                           at::full({(~inside).sum().item<int64_t>()}, range.max)));
+}
+
+TEST(TensorFrameTest, Int8PerChannelUsesEachChannelsOwnStep) {
+  at::Tensor x = at::randn({3, 4, 5, 5});
+  x.select(1, 2).mul_(100);  // one channel with a much wider range
+  const at::Tensor decoded = Decoded(x, {Codec::kInt8PerChannel});
+  for (int64_t c = 0; c < 4; ++c) {
+    const at::Tensor channel = x.select(1, c);
+    const float scale = (channel.max().item<float>() - channel.min().item<float>()) / 255.0f;
+    EXPECT_LE((decoded.select(1, c) - channel).abs().max().item<float>(), scale / 2 * (1 + 1e-5f))
+        << "channel " << c;
+  }
+  std::vector<ClipRange> ranges(4, ClipRange{-1.0f, 1.0f});
+  const at::Tensor clipped = Decoded(x, {Codec::kInt8PerChannel, 0, ranges});
+  EXPECT_LE(clipped.abs().max().item<float>(), 1.0f + 1e-6f);
+}
+
+TEST(TensorFrameTest, Int4StaysWithinHalfAStepAndPacksTwoPerByte) {
+  const at::Tensor x = at::rand({7, 9});  // odd count: the last byte holds one value
+  const float scale = (x.max().item<float>() - x.min().item<float>()) / 15.0f;
+  const at::Tensor decoded = Decoded(x, {Codec::kInt4});
+  EXPECT_LE((decoded - x).abs().max().item<float>(), scale / 2 * (1 + 1e-5f));
+  EXPECT_EQ(EncodeFrame(x, {Codec::kInt4})->size(), 32 + 8 * 2 + 4 * 2 + 32u);
+}
+
+TEST(TensorFrameTest, ZstdIsLosslessOnTopOfEveryCodec) {
+  const at::Tensor x = Activation();
+  for (Codec codec : {Codec::kRaw, Codec::kFloat16, Codec::kBFloat16, Codec::kInt8,
+                      Codec::kInt8PerChannel, Codec::kInt4}) {
+    EXPECT_TRUE(at::equal(Decoded(x, {codec, 3}), Decoded(x, {codec, 0}))) << CodecName(codec);
+  }
+  EXPECT_LT(EncodeFrame(x, {Codec::kInt8, 3})->size(), EncodeFrame(x, {Codec::kInt8})->size());
+}
+
+TEST(TensorFrameTest, ConstantAndEmptyTensorsQuantize) {
+  const at::Tensor constant = at::full({10}, 3.25f);
+  EXPECT_TRUE(at::equal(Decoded(constant, {Codec::kInt8}), constant));
+  EXPECT_EQ(Decoded(at::empty({0, 4}), {Codec::kInt4}).numel(), 0);
+}
+
+TEST(TensorFrameTest, CodecNamesRoundTrip) {
+  for (Codec codec : {Codec::kRaw, Codec::kFloat16, Codec::kBFloat16, Codec::kInt8,
+                      Codec::kInt8PerChannel, Codec::kInt4}) {
+    EXPECT_EQ(*ParseCodec(CodecName(codec)), codec);
+  }
+  EXPECT_FALSE(ParseCodec("int3").ok());
+}
+
+TEST(TensorFrameTest, EncoderRejectsSpecsTheCodecCannotHonour) {
+  EXPECT_THAT(std::string(EncodeFrame(at::ones({4}, at::kLong), {Codec::kInt8}).status().message()),
+              HasSubstr("float32"));
+  EXPECT_THAT(
+      std::string(EncodeFrame(at::ones({4}), {Codec::kRaw, 0, {{0, 1}}}).status().message()),
+      HasSubstr("no clip range"));
+  EXPECT_THAT(std::string(EncodeFrame(at::ones({1, 3, 2}), {Codec::kInt8PerChannel, 0, {{0, 1}}})
+                              .status()
+                              .message()),
+              HasSubstr("3 channels"));
+  EXPECT_THAT(std::string(EncodeFrame(at::ones({4}), {Codec::kInt8PerChannel}).status().message()),
+              HasSubstr("rank >= 2"));
+  EXPECT_THAT(
+      std::string(EncodeFrame(at::ones({4}), {Codec::kInt8, 0, {{2, 1}}}).status().message()),
+      HasSubstr("min exceeds max"));
+  at::Tensor infinite = at::ones({4});
+  infinite[1] = std::numeric_limits<float>::infinity();
+  EXPECT_THAT(std::string(EncodeFrame(infinite, {Codec::kInt8}).status().message()),
+              HasSubstr("infinite"));
+}
+
+TEST(TensorFrameTest, NanQuantizesToTheRangeMinimum) {
+  at::Tensor x = at::arange(10, at::kFloat);
+  x[3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(Decoded(x, {Codec::kInt8})[3].item<float>(), 0.0f);
+}
+
+TEST(TensorFrameTest, RejectsNonFiniteOrZeroScale) {
+  const std::string frame = EncodeFrame(at::rand({2, 3}), {Codec::kInt8}).value();
+  const size_t scale_offset = 32 + 8 * 2 + 4;
+  ExpectRejected(WithField<float>(frame, scale_offset, 0.0f), "positive scale");
+  ExpectRejected(WithField<float>(frame, scale_offset, std::numeric_limits<float>::infinity()),
+                 "finite");
+}
+
+TEST(TensorFrameTest, RejectsChannelAxisOnPerTensorCodec) {
+  const std::string frame = EncodeFrame(at::rand({2, 3}), {Codec::kInt8}).value();
+  ExpectRejected(WithField<uint8_t>(frame, 9, 1), "channel axis");
+}
+
+TEST(TensorFrameTest, RejectsQuantizedCodecDecodingToOtherDtype) {
+  const std::string frame = EncodeFrame(at::rand({2, 3}), {Codec::kInt8}).value();
+  ExpectRejected(WithField<uint8_t>(frame, 7, 5), "float32 only");
 }
 
 }  // namespace

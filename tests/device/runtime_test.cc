@@ -1,13 +1,16 @@
 #include "cleave/device/runtime.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <future>
 #include <thread>
 
+#include "cleave/common/bundle.h"
 #include "cleave/edge_server/edge_server.h"
+#include "cleave/partitioner/exit_heads.h"
 #include "tests/support/test_support.h"
 
 namespace cleave::device {
@@ -182,6 +185,58 @@ TEST_F(RuntimeTest, BadOffloadCutAndBadInputAreErrors) {
   auto result = good->Infer(at::rand({1, 5, 8, 8}));
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Attaches an (untrained) exit head after the first cut with the given threshold.
+void AddExit(const std::string& dir, double threshold) {
+  auto bundle = common::Bundle::Load(dir);
+  ASSERT_TRUE(bundle.ok());
+  const common::CutInfo& cut = (*bundle)->manifest().cuts.front();
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(3);
+  auto head = partitioner::BuildExitHead(partitioner::HeadKind::kPoolLinear, cut.tensor.shape, 10,
+                                         generator);
+  ASSERT_TRUE(head.ok());
+  ASSERT_TRUE(
+      partitioner::AddExitsToBundle(dir, {cut.id}, {*head}, partitioner::HeadKind::kPoolLinear)
+          .ok());
+  common::BundleManifest manifest = (*common::Bundle::Load(dir))->manifest();
+  manifest.exits.front().threshold = threshold;
+  ASSERT_TRUE(partitioner::RewriteManifest(dir, manifest).ok());
+}
+
+TEST_F(RuntimeTest, ConfidentSamplesNeverTouchTheNetwork) {
+  AddExit(dir_.File("bundles/residual"), 0.0);  // every sample is confident enough
+  RuntimeOptions options;
+  options.edge = "127.0.0.1:1";  // unreachable: any attempt would show as a fallback
+  options.offload_cut =
+      (*common::Bundle::Load(dir_.File("bundles/residual")))->manifest().cuts[1].id;
+  auto runtime = MakeRuntime(options);
+  ASSERT_NE(runtime, nullptr);
+  auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->placement, Placement::kDeviceExit);
+  EXPECT_EQ(result->exit_cut, runtime->bundle().manifest().cuts[0].id);
+  EXPECT_EQ(result->bytes_sent, 0u);
+  EXPECT_TRUE(result->fallback_reason.empty());
+  ASSERT_EQ(result->outputs.size(), 1u);
+  EXPECT_EQ(result->outputs[0].sizes(), (std::vector<int64_t>{1, 10}));
+  EXPECT_GT(result->confidence, 0.0);
+}
+
+TEST_F(RuntimeTest, UnsureSamplesContinueToTheEdge) {
+  AddExit(dir_.File("bundles/residual"), 1.0);  // an untrained head is never that sure
+  StartEdge();
+  auto runtime = MakeEdgeRuntime();
+  ASSERT_NE(runtime, nullptr);
+  const at::Tensor input = at::rand({1, 3, 8, 8});
+  InferOptions call;
+  call.offload_cut = runtime->bundle().manifest().cuts[1].id;
+  auto result = runtime->Infer(input, call);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->placement, Placement::kEdge);
+  EXPECT_FALSE(result->exit_cut.has_value());
+  EXPECT_LT(result->confidence, 1.0);
+  ExpectMatchesOriginal(*result, input);
 }
 
 TEST_F(RuntimeTest, MissingBundleIsNotFound) {

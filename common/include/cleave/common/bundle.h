@@ -9,6 +9,7 @@
 
 #include <torch/script.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,6 +57,10 @@ class Bundle {
   [[nodiscard]] absl::StatusOr<c10::IValue> RunSegments(size_t first, size_t last,
                                                         std::vector<c10::IValue> inputs) const;
 
+  // Runs the exit head at `cut_id` on `activation` and returns its logits [N, classes].
+  // NOT_FOUND when the bundle has no exit there.
+  [[nodiscard]] absl::StatusOr<at::Tensor> RunExit(int cut_id, const at::Tensor& activation) const;
+
   // Runs the stored verification sample through every segment and compares with the original
   // model's stored output. Returns the max abs difference, or FAILED_PRECONDITION when it
   // exceeds the manifest's tolerance. REQUIRES: all segments loaded.
@@ -68,6 +73,7 @@ class Bundle {
   std::string id_;
   BundleManifest manifest_;
   std::vector<torch::jit::Module> segments_;
+  std::map<int, torch::jit::Module> exit_heads_;  // by cut id
 };
 
 // Returns the largest |a - b| over the flattened outputs, or INVALID_ARGUMENT when their

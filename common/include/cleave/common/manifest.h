@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "cleave/common/frame_codec.h"
 #include "cleave/common/tensor_spec.h"
 
 namespace cleave::common {
@@ -31,6 +32,9 @@ struct CutInfo {
   std::string name;  // module scope such as "layer2.1"
   TensorSpec tensor;
   int64_t bytes = 0;  // size of the tensor in its dtype at the sample batch size
+  // How the device encodes the activation crossing this cut (with calibrated clip ranges for
+  // the affine codecs).
+  CodecSpec codec;
 };
 
 // A TorchScript file that runs the model from `begin_cut` to `end_cut` (the output when
@@ -41,6 +45,23 @@ struct SegmentInfo {
   std::optional<int> end_cut;
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;  // flattened, for the last segment
+  // Estimated multiply-accumulates (conv, linear, matmul) at the sample batch size, and the
+  // bytes of parameters the segment holds.
+  int64_t macs = 0;
+  int64_t param_bytes = 0;
+};
+
+// A small classifier attached at a cut: the device evaluates it on the activation after the
+// segment ending there and answers locally when it is confident enough.
+struct ExitInfo {
+  int cut_id = 0;
+  FileRef head;                    // TorchScript: activation -> logits [N, classes]
+  std::string kind;                // head architecture, e.g. "pool-linear"
+  int64_t macs = 0;                // estimated multiply-accumulates per sample
+  double temperature = 1.0;        // logits are divided by it before scoring
+  std::string score = "max_prob";  // "max_prob" or "entropy" (confidence.h)
+  // Exit when the confidence reaches this; empty = not calibrated yet (never exits).
+  std::optional<double> threshold;
 };
 
 // A sample input and the original model's output on it, stored as tensor frames.
@@ -59,6 +80,7 @@ struct BundleManifest {
   std::vector<TensorSpec> inputs;
   std::vector<CutInfo> cuts;  // the cuts between segments, in execution order
   std::vector<SegmentInfo> segments;
+  std::vector<ExitInfo> exits;  // in cut order; each at one of `cuts`
   VerificationSample verification;
 
   // Returns the canonical JSON text (sorted keys, two-space indent, trailing newline); the same
@@ -75,6 +97,9 @@ struct BundleManifest {
 
   // Returns the cut with `id`, or nullptr.
   [[nodiscard]] const CutInfo* FindCut(int id) const;
+
+  // Returns the exit at cut `id`, or nullptr.
+  [[nodiscard]] const ExitInfo* FindExit(int cut_id) const;
 
   // Lists the cut ids a request may resume from, e.g. "0, 3, 7", for error messages.
   [[nodiscard]] std::string DescribeResumableCuts() const;

@@ -1,44 +1,27 @@
-// Tensor frames: the only way a tensor crosses the wire in cleave. A frame is a small
-// self-describing header (magic, version, codec, dtype, shape, sizes, CRC-32) followed by the
-// payload; docs/FRAME_FORMAT.md specifies the bytes. torch::save is never used on the wire.
+// Tensor frames for at::Tensor: the only way a tensor crosses the wire in cleave. Adapts the
+// LibTorch-free codec in frame_codec.h (codecs, header, validation) to tensors;
+// docs/FRAME_FORMAT.md specifies the bytes. torch::save is never used on the wire.
 #ifndef CLEAVE_COMMON_TENSOR_FRAME_H_
 #define CLEAVE_COMMON_TENSOR_FRAME_H_
 
 #include <ATen/core/Tensor.h>
 
-#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "cleave/common/frame_codec.h"
 
 namespace cleave::common {
 
-// How the payload represents the tensor's values.
-enum class Codec : uint8_t {
-  kRaw = 0,  // the tensor's own bytes, bit-exact
-};
-
-struct CodecSpec {
-  Codec codec = Codec::kRaw;
-  // 0 stores the payload as is; 1..22 compresses it with zstd at that level.
-  int zstd_level = 0;
-};
-
-// Bounds a decoder enforces before allocating anything, so a hostile frame cannot make it
-// allocate or read more than the caller allows.
-struct DecodeLimits {
-  uint64_t max_elements = uint64_t{1} << 28;  // 1 GiB of fp32
-  uint32_t max_rank = 8;
-};
-
-// Encodes `tensor` (any layout; made contiguous) as a frame.
-// Returns INVALID_ARGUMENT for dtypes the codec cannot carry.
+// Encodes `tensor` (any layout or device; made contiguous on the CPU) as a frame.
+// INVALID_ARGUMENT for dtypes or ranges the codec cannot carry.
 [[nodiscard]] absl::StatusOr<std::string> EncodeFrame(const at::Tensor& tensor,
                                                       const CodecSpec& spec = {});
 
-// Decodes a frame into a new CPU tensor. Returns INVALID_ARGUMENT naming the problem for a
-// truncated, corrupted or oversized frame; never reads outside `frame`.
+// Decodes a frame into a new CPU tensor, straight into its memory. Returns INVALID_ARGUMENT
+// naming the problem for a truncated, corrupted or oversized frame; never reads outside
+// `frame` and never allocates beyond `limits`.
 [[nodiscard]] absl::StatusOr<at::Tensor> DecodeFrame(absl::string_view frame,
                                                      const DecodeLimits& limits = {});
 

@@ -1,8 +1,9 @@
 // cleave::device::Runtime — what a robotics stack links against. It loads a bundle, runs the
 // first segments on the device, sends the activation at the offload cut to the edge over one
-// long-lived gRPC stream, and returns the edge's answer. When the edge fails or cannot answer
-// within the deadline and the device holds the remaining segments, it finishes locally, so a
-// control loop never waits on the network for longer than its deadline.
+// long-lived gRPC stream, and returns the edge's answer. After each segment that ends at a
+// calibrated exit head it evaluates the head and answers locally when it is confident. When the
+// edge fails or cannot answer within the deadline and the device holds the remaining segments, it
+// finishes locally, so a control loop never waits on the network for longer than its deadline.
 //
 // Thread-safety: Infer may be called from many threads at once.
 #ifndef CLEAVE_DEVICE_RUNTIME_H_
@@ -36,7 +37,9 @@ struct RuntimeOptions {
   std::chrono::milliseconds deadline{1000};
   // Finish on the device when the edge fails (needs every segment on the device).
   bool local_fallback = true;
-  common::CodecSpec codec;
+  // How activations are encoded; defaults to the codec the bundle records for each cut
+  // (raw for cut 0, the input).
+  std::optional<common::CodecSpec> codec;
 };
 
 struct InferOptions {
@@ -49,9 +52,10 @@ enum class Placement {
   kDevice,          // every segment on the device (no edge configured)
   kEdge,            // the edge ran the segments after the offload cut
   kDeviceFallback,  // the edge failed or was too slow; the device finished the model
+  kDeviceExit,      // an exit head on the device was confident enough: no network at all
 };
 
-// Returns "device", "edge" or "device-fallback".
+// Returns "device", "edge", "device-fallback" or "device-exit".
 [[nodiscard]] const char* PlacementName(Placement placement);
 
 struct Timings {
@@ -70,6 +74,8 @@ struct Result {
   Timings timings;
   uint64_t bytes_sent = 0;
   std::string fallback_reason;  // why the edge was not used, for kDeviceFallback
+  std::optional<int> exit_cut;  // the exit that answered, for kDeviceExit (outputs = its logits)
+  double confidence = 0;        // of the last exit head evaluated (0 if none)
 };
 
 class Runtime {
@@ -90,6 +96,11 @@ class Runtime {
 
  private:
   Runtime() = default;
+
+  // Runs segments first..last on the device, evaluating every calibrated exit on the way.
+  // Returns true (result filled) when an exit was confident enough.
+  absl::StatusOr<bool> RunOnDevice(size_t first, size_t last, c10::IValue* value,
+                                   Result* result) const;
 
   // Sends `activation` for cut `cut_id` and waits until `deadline` for the outputs.
   absl::StatusOr<std::vector<at::Tensor>> CallEdge(int cut_id, const std::string& frame,

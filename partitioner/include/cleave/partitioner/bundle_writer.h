@@ -8,12 +8,20 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cleave/common/frame_codec.h"
+#include "cleave/partitioner/calibration.h"
 #include "cleave/partitioner/model_graph.h"
 
 namespace cleave::partitioner {
 
 struct BundleOptions {
   std::string name;  // defaults to the model file's stem
+  // The codec every cut's activation is encoded with.
+  common::CodecSpec codec;
+  // For affine codecs: samples ([N, ...] model inputs) to calibrate clip ranges on. Without
+  // them the ranges are dynamic (each frame's min and max).
+  at::Tensor calibration_samples;
+  ClipCalibrationOptions calibration;
 };
 
 struct WrittenBundle {

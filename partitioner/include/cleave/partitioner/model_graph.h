@@ -30,6 +30,10 @@ enum class Granularity {
 struct CutPoint {
   common::CutInfo info;
   bool module_boundary = false;
+  // Estimated cost of everything before the cut: multiply-accumulates of conv, linear and
+  // matmul ops, and bytes of the parameters they use.
+  int64_t macs_before = 0;
+  int64_t param_bytes_before = 0;
   size_t position = 0;  // index into the top-level compute nodes where the cut falls
 };
 
@@ -59,6 +63,15 @@ class ModelGraph {
   [[nodiscard]] absl::StatusOr<std::vector<int>> ResolveCuts(
       const std::vector<std::string>& references) const;
 
+  // Runs `inputs` through the model and returns the tensors crossing `cut_ids` (any order;
+  // id 0 returns the first input). INVALID_ARGUMENT for unknown ids or rejected inputs.
+  [[nodiscard]] absl::StatusOr<std::vector<at::Tensor>> ActivationsAt(
+      const std::vector<int>& cut_ids, const std::vector<c10::IValue>& inputs) const;
+
+  // The same estimates for the whole model.
+  int64_t total_macs() const { return total_macs_; }
+  int64_t total_param_bytes() const { return total_param_bytes_; }
+
   const std::string& path() const { return path_; }
   const std::string& source_sha256() const { return source_sha256_; }
   const std::vector<common::TensorSpec>& inputs() const { return input_specs_; }
@@ -73,6 +86,10 @@ class ModelGraph {
 
   // Returns a module whose forward runs compute nodes [begin, end): its inputs are the model's
   // inputs when begin == 0, else the value live at `begin`; it returns `outputs`.
+  // Fills macs_before / param_bytes_before of every cut and the totals, running the sample
+  // once more to learn the operand shapes of the top-level conv / linear / matmul nodes.
+  absl::Status EstimateCosts();
+
   torch::jit::Module BuildSegment(size_t begin, size_t end,
                                   const std::vector<torch::jit::Value*>& outputs,
                                   const std::string& class_name) const;
@@ -86,6 +103,8 @@ class ModelGraph {
   std::vector<CutPoint> cuts_;                    // all node-granularity cuts
   std::vector<torch::jit::Value*> cut_values_;    // the tensor crossing cuts_[i]
   std::vector<common::TensorSpec> input_specs_;
+  int64_t total_macs_ = 0;
+  int64_t total_param_bytes_ = 0;
   std::vector<c10::IValue> sample_inputs_;
   c10::IValue sample_output_;
 };
