@@ -11,12 +11,8 @@ cd "$(dirname "$0")/.."
 BIN=build/bin
 IMAGES="${CLEAVE_DEMO_IMAGES:-10000}"
 WORK="$(mktemp -d -t cleave-demo.XXXXXX)"
-EDGE_PID=""
-cleanup() {
-  if [[ -n "$EDGE_PID" ]] && kill -0 "$EDGE_PID" 2>/dev/null; then kill -TERM "$EDGE_PID"; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source scripts/edge_process.sh
+trap 'kill_edge; rm -rf "$WORK"' EXIT
 
 # 1. The reference model, trained by cleave itself once and cached.
 MODEL="$(scripts/reference_model.sh)"
@@ -33,25 +29,16 @@ BUNDLE="$WORK/bundles/fashion/1"
 
 # 4. An edge server on a free loopback port.
 echo; echo "== cleave-edge"
-"$BIN/cleave-edge" --bundles "$WORK/bundles" --listen 127.0.0.1:0 --port-file "$WORK/port" &
-EDGE_PID=$!
-for _ in $(seq 1 300); do
-  [[ -s "$WORK/port" ]] && break
-  kill -0 "$EDGE_PID" 2>/dev/null || { echo "demo: cleave-edge failed to start" >&2; exit 1; }
-  sleep 0.1
-done
-[[ -s "$WORK/port" ]] || { echo "demo: cleave-edge did not report its port" >&2; exit 1; }
-PORT="$(cat "$WORK/port")"
+start_edge "$BIN" "$WORK/bundles" "$WORK"
+echo "cleave-edge serving on 127.0.0.1:$EDGE_PORT (log: event=bundle_loaded, event=serving)"
 
 # 5. The device: the stem runs locally, the activation after the stem goes to the edge.
 echo; echo "== cleave-device over $IMAGES Fashion-MNIST test images"
-"$BIN/cleave-device" --bundle "$BUNDLE" --edge "127.0.0.1:$PORT" --limit "$IMAGES" \
+"$BIN/cleave-device" --bundle "$BUNDLE" --edge "127.0.0.1:$EDGE_PORT" --limit "$IMAGES" \
   --reference "$MODEL" --no-fallback --show 8 | tee "$WORK/summary.txt"
 
 # 6. Orderly shutdown: SIGTERM drains the edge, which exits 0.
-kill -TERM "$EDGE_PID"
-wait "$EDGE_PID"
-EDGE_PID=""
+stop_edge
 grep -q "agreement with unsplit model *100.00%" "$WORK/summary.txt" || {
   echo "demo: FAILED: the split model disagrees with the unsplit model" >&2
   exit 1

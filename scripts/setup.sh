@@ -18,6 +18,7 @@ PACKAGES=(
   clang libclang-rt-14-dev                       # libFuzzer, ASan, UBSan for the frame fuzzer
   prometheus                                     # promtool checks the /metrics exposition
   gnuplot-nox                                    # cleave exits calibrate --plot
+  python3-grpcio python3-protobuf                # the independent Python client test
   dataset-fashion-mnist                          # the real data
 )
 

@@ -1,48 +1,108 @@
 #include "cleave/edge_server/bundle_registry.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include "cleave/common/files.h"
 #include "cleave/common/log.h"
+#include "cleave/common/manifest.h"
 
 namespace cleave::edge_server {
+namespace {
 
 namespace fs = std::filesystem;
 using common::Log;
 using common::LogLevel;
+
+// Folders under `root` (itself included) that hold a manifest.json, sorted.
+std::vector<std::string> BundleFolders(const std::string& root) {
+  std::vector<std::string> dirs;
+  std::error_code error;
+  if (fs::exists(fs::path(root) / "manifest.json", error)) dirs.push_back(root);
+  for (auto it = fs::recursive_directory_iterator(root, error);
+       !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
+    if (it->is_directory(error) && fs::exists(it->path() / "manifest.json", error)) {
+      dirs.push_back(it->path().string());
+    }
+  }
+  std::sort(dirs.begin(), dirs.end());
+  return dirs;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<BundleRegistry>> BundleRegistry::LoadFrom(const std::string& root) {
   std::error_code error;
   if (!fs::is_directory(root, error)) {
     return absl::NotFoundError(absl::StrCat("bundle folder not found: ", root));
   }
-  std::vector<std::string> dirs;
-  if (fs::exists(fs::path(root) / "manifest.json")) dirs.push_back(root);
-  for (auto it = fs::recursive_directory_iterator(root, error);
-       !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
-    if (it->is_directory() && fs::exists(it->path() / "manifest.json")) {
-      dirs.push_back(it->path().string());
-    }
-  }
-  std::sort(dirs.begin(), dirs.end());
-  auto registry = std::make_unique<BundleRegistry>();
-  for (const std::string& dir : dirs) {
-    auto bundle = common::Bundle::Load(dir);
-    absl::Status status = bundle.status();
-    if (status.ok()) status = (*bundle)->Verify().status();
-    if (!status.ok()) {
-      Log(LogLevel::kError, "bundle_refused",
-          {{"dir", dir}, {"error", std::string(status.message())}});
+  std::unique_ptr<BundleRegistry> registry(new BundleRegistry(root));
+  registry->Rescan();
+  return registry;
+}
+
+BundleRegistry::Changes BundleRegistry::Rescan() {
+  Changes changes;
+  std::map<std::string, std::string> seen;  // folder -> id found now
+  for (const std::string& dir : BundleFolders(root_)) {
+    auto manifest = common::ReadFile((fs::path(dir) / "manifest.json").string());
+    if (!manifest.ok()) continue;  // removed while scanning
+    const std::string id = common::BundleIdOf(*manifest);
+    auto known = dir_ids_.find(dir);
+    if (known != dir_ids_.end() && known->second == id) {
+      seen[dir] = id;
       continue;
     }
-    Log(LogLevel::kInfo, "bundle_loaded",
+    // New or changed: load and verify before it replaces anything.
+    auto bundle = common::Bundle::Load(dir);
+    absl::Status status = bundle.status();
+    if (status.ok() && (*bundle)->id() != id) {
+      status = absl::AbortedError("manifest changed while loading; retrying on the next scan");
+    }
+    if (status.ok()) status = (*bundle)->Verify().status();
+    if (!status.ok()) {
+      ++changes.refused;
+      const std::string message(status.message());
+      if (dir_refusals_[dir] != message) {  // log each distinct problem once
+        Log(LogLevel::kError, "bundle_refused", {{"dir", dir}, {"error", message}});
+        dir_refusals_[dir] = message;
+      }
+      if (known != dir_ids_.end()) seen[dir] = known->second;  // keep serving the old one
+      continue;
+    }
+    dir_refusals_.erase(dir);
+    Log(LogLevel::kInfo, known == dir_ids_.end() ? "bundle_loaded" : "bundle_updated",
         {{"dir", dir},
          {"name", (*bundle)->manifest().name},
-         {"id", (*bundle)->id()},
-         {"cuts", (*bundle)->manifest().DescribeResumableCuts()}});
-    registry->bundles_[(*bundle)->id()] = *bundle;
+         {"id", id},
+         {"cuts", (*bundle)->manifest().DescribeResumableCuts()},
+         {"exits", absl::StrCat((*bundle)->manifest().exits.size())}});
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      bundles_[id] = *bundle;
+    }
+    seen[dir] = id;
+    ++changes.added;
   }
-  return registry;
+  // Drop ids no folder provides any more (a folder removed, or its manifest replaced).
+  std::set<std::string> live;
+  for (const auto& [dir, id] : seen) live.insert(id);
+  for (const auto& [dir, id] : dir_ids_) {
+    if (live.count(id) > 0) continue;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (bundles_.erase(id) > 0) {
+      Log(LogLevel::kInfo, "bundle_unloaded", {{"dir", dir}, {"id", id}});
+      ++changes.removed;
+    }
+  }
+  for (auto it = dir_refusals_.begin(); it != dir_refusals_.end();) {
+    it = seen.count(it->first) > 0 || fs::exists(it->first) ? std::next(it)
+                                                            : dir_refusals_.erase(it);
+  }
+  dir_ids_ = std::move(seen);
+  return changes;
 }
 
 std::shared_ptr<const common::Bundle> BundleRegistry::Find(absl::string_view id) const {

@@ -6,20 +6,102 @@
 #include <grpcpp/server_builder.h>
 
 #include "absl/strings/str_cat.h"
+#include "cleave/common/files.h"
 #include "cleave/common/log.h"
 #include "cleave/common/status_macros.h"
+#include "nlohmann/json.hpp"
 
 namespace cleave::edge_server {
+namespace {
 
 using common::Log;
 using common::LogLevel;
+using nlohmann::json;
+
+absl::Status ConfigError(const std::string& path, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+}
+
+// Reads {"max_batch_size": N, "max_queue_delay_us": N} into `batching`.
+absl::Status ReadBatching(const std::string& path, const std::string& where, const json& j,
+                          BatchingOptions* batching) {
+  for (const auto& [key, value] : j.items()) {
+    if (key == "max_batch_size") {
+      batching->max_batch_size = value.get<int>();
+      if (batching->max_batch_size < 1) return ConfigError(path, where + ".max_batch_size < 1");
+    } else if (key == "max_queue_delay_us") {
+      batching->max_queue_delay = std::chrono::microseconds(value.get<int64_t>());
+      if (value.get<int64_t>() < 0) return ConfigError(path, where + ".max_queue_delay_us < 0");
+    } else if (key != "models") {
+      return ConfigError(path, absl::StrCat("unknown key ", where, ".", key));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ApplyConfigFile(const std::string& path, EdgeServerOptions* options) {
+  CLEAVE_ASSIGN_OR_RETURN(std::string text, common::ReadFile(path));
+  try {
+    const json config = json::parse(text);
+    if (!config.is_object()) return ConfigError(path, "expected a JSON object");
+    for (const auto& [key, value] : config.items()) {
+      if (key == "bundles") {
+        options->bundles_dir = value.get<std::string>();
+      } else if (key == "listen") {
+        options->listen = value.get<std::string>();
+      } else if (key == "metrics_listen") {
+        options->metrics_listen = value.get<std::string>();
+      } else if (key == "workers") {
+        options->workers = value.get<size_t>();
+      } else if (key == "max_queue") {
+        options->max_queue = value.get<size_t>();
+      } else if (key == "intra_op_threads") {
+        options->intra_op_threads = value.get<int>();
+      } else if (key == "max_message_mb") {
+        options->max_message_bytes = value.get<int>() << 20;
+      } else if (key == "max_activation_elements") {
+        options->limits.max_elements = value.get<uint64_t>();
+      } else if (key == "watch_interval_ms") {
+        options->watch_interval = std::chrono::milliseconds(value.get<int64_t>());
+      } else if (key == "batching") {
+        CLEAVE_RETURN_IF_ERROR(ReadBatching(path, "batching", value, &options->default_batching));
+        const json models = value.value("models", json::object());
+        for (const auto& [model, entry] : models.items()) {
+          BatchingOptions batching = options->default_batching;
+          CLEAVE_RETURN_IF_ERROR(
+              ReadBatching(path, absl::StrCat("batching.models.", model), entry, &batching));
+          options->batching_by_model[model] = batching;
+        }
+      } else {
+        return ConfigError(path, absl::StrCat("unknown key '", key, "'"));
+      }
+    }
+  } catch (const json::exception& e) {
+    return ConfigError(path, e.what());
+  }
+  if (options->workers < 1 || options->max_queue < 1 || options->intra_op_threads < 1 ||
+      options->max_message_bytes < (1 << 20)) {
+    return ConfigError(path,
+                       "workers, max_queue, intra_op_threads and max_message_mb must be >= 1");
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOptions& options) {
   std::unique_ptr<EdgeServer> server(new EdgeServer());
+  CLEAVE_ASSIGN_OR_RETURN(server->metrics_, EdgeMetrics::Create(&server->metrics_registry_));
   CLEAVE_ASSIGN_OR_RETURN(server->registry_, BundleRegistry::LoadFrom(options.bundles_dir));
-  server->pool_ = std::make_unique<WorkerPool>(options.workers, options.max_queue);
-  server->service_ =
-      std::make_unique<InferenceService>(server->registry_.get(), server->pool_.get());
+  DynamicBatcher::Options batcher;
+  batcher.workers = options.workers;
+  batcher.max_queue = options.max_queue;
+  batcher.limits = options.limits;
+  batcher.default_batching = options.default_batching;
+  batcher.batching_by_model = options.batching_by_model;
+  server->batcher_ = std::make_unique<DynamicBatcher>(batcher, server->metrics_.get());
+  server->service_ = std::make_unique<InferenceService>(
+      server->registry_.get(), server->batcher_.get(), server->metrics_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -33,14 +115,24 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOp
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen, " (address in use or invalid?)"));
   }
-  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
-  health->SetServingStatus(true);
-  for (const auto& bundle : server->registry_->List()) {
-    health->SetServingStatus(bundle->id(), true);
+  if (!options.metrics_listen.empty()) {
+    MetricsHttpServerOptions http;
+    http.listen = options.metrics_listen;
+    EdgeServer* self = server.get();
+    CLEAVE_ASSIGN_OR_RETURN(server->http_,
+                            MetricsHttpServer::Start(http, &server->metrics_registry_,
+                                                     [self] { return self->ready_.load(); }));
+  }
+  server->PublishBundles();
+  server->ready_ = true;
+  if (options.watch_interval.count() > 0) {
+    server->watcher_ = std::thread(
+        [self = server.get(), interval = options.watch_interval] { self->Watch(interval); });
   }
   Log(LogLevel::kInfo, "serving",
       {{"listen", options.listen},
        {"port", absl::StrCat(server->port_)},
+       {"metrics_port", absl::StrCat(server->metrics_port())},
        {"bundles", absl::StrCat(server->registry_->List().size())},
        {"workers", absl::StrCat(options.workers)}});
   return server;
@@ -48,19 +140,67 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOp
 
 EdgeServer::~EdgeServer() { Shutdown(); }
 
+int EdgeServer::metrics_port() const { return http_ != nullptr ? http_->port() : 0; }
+
+BundleRegistry::Changes EdgeServer::RescanBundles() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (shutting_down_) return {};
+  const BundleRegistry::Changes changes = registry_->Rescan();
+  if (changes.any()) {
+    // Publish under the lock so a concurrent Shutdown never sees a half-updated status.
+    grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+    std::set<std::string> serving;
+    for (const auto& bundle : registry_->List()) {
+      serving.insert(bundle->id());
+      serving.insert(bundle->manifest().name);
+    }
+    for (const std::string& name : published_) {
+      if (serving.count(name) == 0) health->SetServingStatus(name, false);
+    }
+    for (const std::string& name : serving) health->SetServingStatus(name, true);
+    published_ = std::move(serving);
+    metrics_->SetLoadedBundles(static_cast<int>(registry_->List().size()));
+  }
+  return changes;
+}
+
+void EdgeServer::PublishBundles() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus(true);
+  for (const auto& bundle : registry_->List()) {
+    published_.insert(bundle->id());
+    published_.insert(bundle->manifest().name);
+  }
+  for (const std::string& name : published_) health->SetServingStatus(name, true);
+  metrics_->SetLoadedBundles(static_cast<int>(registry_->List().size()));
+}
+
+void EdgeServer::Watch(std::chrono::milliseconds interval) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stop_watching_.wait_for(lock, interval, [this] { return shutting_down_; })) {
+    lock.unlock();
+    RescanBundles();
+    lock.lock();
+  }
+}
+
 void EdgeServer::Shutdown(std::chrono::milliseconds grace) {
-  if (shut_down_) return;
-  shut_down_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (shutting_down_) return;
+    shutting_down_ = true;
+  }
+  ready_ = false;
+  stop_watching_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
   if (server_ != nullptr) {
     server_->GetHealthCheckService()->Shutdown();
     server_->Shutdown(std::chrono::system_clock::now() + grace);
   }
-  if (pool_ != nullptr) pool_->Shutdown();
+  if (batcher_ != nullptr) batcher_->Shutdown();
+  if (http_ != nullptr) http_->Shutdown();
   Log(LogLevel::kInfo, "stopped", {});
-}
-
-void EdgeServer::Wait() {
-  if (server_ != nullptr) server_->Wait();
 }
 
 }  // namespace cleave::edge_server

@@ -1,33 +1,47 @@
 #include "cleave/edge_server/inference_service.h"
 
+#include <grpcpp/support/proto_buffer_reader.h>
+
 #include <deque>
 #include <mutex>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "cleave/common/status_macros.h"
-#include "cleave/common/torchscript_io.h"
 
 namespace cleave::edge_server {
 namespace {
-
-using Clock = RequestContext::Clock;
-
-uint64_t MicrosSince(Clock::time_point start) {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
-}
 
 absl::Status ResourceExhausted(const v1::InferRequest& request) {
   return absl::ResourceExhaustedError(
       absl::StrCat("request ", request.request_id(), " refused: the edge's queue is full"));
 }
 
-// The stream of one device. Reads are always outstanding; each request is processed on the
-// worker pool and its response queued for writing (one write in flight at a time, as gRPC
-// requires). The reactor finishes once the client has half-closed, every accepted request has
-// been answered and every write has completed; only then is it deleted (OnDone).
-class StreamReactor final : public grpc::ServerBidiReactor<v1::InferRequest, v1::InferResponse> {
+// Parses a message ourselves (the service takes raw bytes) so that garbage gets a precise
+// INVALID_ARGUMENT instead of gRPC's generic deserialization failure.
+absl::Status ParseRequest(const grpc::ByteBuffer& bytes, v1::InferRequest* request) {
+  grpc::ByteBuffer copy(bytes);  // shares the slices
+  grpc::ProtoBufferReader reader(&copy);
+  if (!request->ParseFromZeroCopyStream(&reader)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("message of ", bytes.Length(), " bytes is not a cleave.v1.InferRequest"));
+  }
+  return absl::OkStatus();
+}
+
+grpc::ByteBuffer Serialize(const v1::InferResponse& response) {
+  grpc::ByteBuffer bytes;
+  bool own_buffer = false;
+  // Serialising a message we built cannot fail short of memory exhaustion.
+  (void)grpc::SerializationTraits<v1::InferResponse>::Serialize(response, &bytes, &own_buffer);
+  return bytes;
+}
+
+// The stream of one device. Reads are always outstanding; each request is handed to the
+// batcher and its response queued for writing (one write in flight at a time, as gRPC
+// requires). The reactor finishes once the client has half-closed (or sent a message that is
+// not a request: the stream then ends INVALID_ARGUMENT), every accepted request has been
+// answered and every write has completed; only then is it deleted (OnDone).
+class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   StreamReactor(const InferenceService* service, grpc::CallbackServerContext* context)
       : service_(service), context_(context) {
@@ -35,14 +49,21 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::InferRequest, v1:
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {
+    auto request = std::make_shared<v1::InferRequest>();
+    const absl::Status parsed = ok ? ParseRequest(request_, request.get()) : absl::OkStatus();
+    request_.Clear();
+    if (!ok || !parsed.ok()) {
       std::unique_lock<std::mutex> lock(mutex_);
-      reads_done_ = true;
+      reads_done_ = true;  // no more reads: garbage ends the stream after what is in flight
+      if (!parsed.ok()) {
+        final_status_ =
+            grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         absl::StrCat("stream message ", messages_ + 1, ": ", parsed.message()));
+      }
       MaybeFinish(lock);
       return;
     }
-    auto request = std::make_shared<v1::InferRequest>(std::move(request_));
-    request_.Clear();
+    ++messages_;
     auto response = std::make_shared<v1::InferResponse>();
     RequestContext context;
     if (request->timeout_us() > 0) {
@@ -53,10 +74,9 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::InferRequest, v1:
       std::lock_guard<std::mutex> lock(mutex_);
       ++in_flight_;
     }
-    const bool queued = service_->Submit(
+    service_->Submit(
         request.get(), std::move(context), response.get(),
         [this, request, response](absl::Status status) { Complete(*request, *response, status); });
-    if (!queued) Complete(*request, *response, ResourceExhausted(*request));
     StartRead(&request_);
   }
 
@@ -84,10 +104,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::InferRequest, v1:
       response.set_status_code(static_cast<int>(status.code()));
       response.set_status_message(std::string(status.message()));
     }
+    grpc::ByteBuffer bytes = Serialize(response);
     std::unique_lock<std::mutex> lock(mutex_);
     --in_flight_;
     if (!broken_) {
-      writes_.push_back(std::move(response));
+      writes_.push_back(std::move(bytes));
       if (!writing_) {
         writing_ = true;
         StartWrite(&writes_.front());
@@ -101,16 +122,19 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::InferRequest, v1:
   void MaybeFinish(std::unique_lock<std::mutex>& lock) {
     if (!reads_done_ || in_flight_ > 0 || writing_ || finished_) return;
     finished_ = true;
+    const grpc::Status status = final_status_;
     lock.unlock();
-    Finish(grpc::Status::OK);
+    Finish(status);
   }
 
   const InferenceService* service_;
   grpc::CallbackServerContext* context_;
-  v1::InferRequest request_;  // owned by the outstanding read
+  grpc::ByteBuffer request_;  // owned by the outstanding read
+  int messages_ = 0;          // requests read so far (reads are sequential)
 
   std::mutex mutex_;
-  std::deque<v1::InferResponse> writes_;  // front() is being written while writing_
+  std::deque<grpc::ByteBuffer> writes_;  // front() is being written while writing_
+  grpc::Status final_status_ = grpc::Status::OK;
   int in_flight_ = 0;
   bool writing_ = false;
   bool reads_done_ = false;
@@ -125,91 +149,77 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-InferenceService::InferenceService(const BundleRegistry* registry, WorkerPool* pool,
-                                   common::DecodeLimits limits)
-    : registry_(registry), pool_(pool), limits_(limits) {}
+InferenceService::InferenceService(const BundleRegistry* registry, DynamicBatcher* batcher,
+                                   EdgeMetrics* metrics)
+    : registry_(registry), batcher_(batcher), metrics_(metrics) {}
 
 grpc::ServerUnaryReactor* InferenceService::Infer(grpc::CallbackServerContext* context,
-                                                  const v1::InferRequest* request,
-                                                  v1::InferResponse* response) {
+                                                  const grpc::ByteBuffer* request_bytes,
+                                                  grpc::ByteBuffer* response_bytes) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  struct Call {
+    v1::InferRequest request;
+    v1::InferResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  if (absl::Status parsed = ParseRequest(*request_bytes, &call->request); !parsed.ok()) {
+    reactor->Finish(ToGrpcStatus(parsed));
+    return reactor;
+  }
   RequestContext request_context;
-  request_context.deadline =
-      context->deadline() == std::chrono::system_clock::time_point::max()
-          ? Clock::time_point::max()
-          : request_context.arrival + (context->deadline() - std::chrono::system_clock::now());
-  if (request->timeout_us() > 0) {
+  if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+    request_context.deadline =
+        request_context.arrival + (context->deadline() - std::chrono::system_clock::now());
+  }
+  if (call->request.timeout_us() > 0) {
     request_context.deadline =
         std::min(request_context.deadline,
-                 request_context.arrival + std::chrono::microseconds(request->timeout_us()));
+                 request_context.arrival + std::chrono::microseconds(call->request.timeout_us()));
   }
   request_context.cancelled = [context] { return context->IsCancelled(); };
-  const bool queued = Submit(request, std::move(request_context), response,
-                             [reactor, response, request](absl::Status status) {
-                               response->set_request_id(request->request_id());
-                               reactor->Finish(ToGrpcStatus(status));
-                             });
-  if (!queued) reactor->Finish(ToGrpcStatus(ResourceExhausted(*request)));
+  Submit(&call->request, std::move(request_context), &call->response,
+         [reactor, call, response_bytes](absl::Status status) {
+           call->response.set_request_id(call->request.request_id());
+           if (status.ok()) *response_bytes = Serialize(call->response);
+           reactor->Finish(ToGrpcStatus(status));
+         });
   return reactor;
 }
 
-grpc::ServerBidiReactor<v1::InferRequest, v1::InferResponse>* InferenceService::InferStream(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* InferenceService::InferStream(
     grpc::CallbackServerContext* context) {
   return new StreamReactor(this, context);
 }
 
-bool InferenceService::Submit(const v1::InferRequest* request, RequestContext context,
+void InferenceService::Submit(const v1::InferRequest* request, RequestContext context,
                               v1::InferResponse* response,
                               std::function<void(absl::Status)> done) const {
-  return pool_->TrySubmit([this, request, response, context = std::move(context),
-                           done = std::move(done)] { done(Process(*request, context, response)); });
-}
-
-absl::Status InferenceService::Process(const v1::InferRequest& request,
-                                       const RequestContext& context,
-                                       v1::InferResponse* response) const {
-  v1::ServerTimings* timings = response->mutable_timings();
-  timings->set_queue_us(MicrosSince(context.arrival));
-  timings->set_batch_size(1);
-  if (context.cancelled()) {
-    return absl::CancelledError(absl::StrCat("request ", request.request_id(), " cancelled"));
-  }
-  if (Clock::now() > context.deadline) {
-    return absl::DeadlineExceededError(absl::StrCat("request ", request.request_id(),
-                                                    " expired after ", timings->queue_us(),
-                                                    " us in the queue; not computed"));
-  }
-  std::shared_ptr<const common::Bundle> bundle = registry_->Find(request.bundle_id());
+  auto refuse = [&](const std::string& model, absl::Status status) {
+    if (metrics_ != nullptr) {
+      metrics_->RecordRequest(model, request->cut_id(), absl::StatusCodeToString(status.code()),
+                              0.0);
+    }
+    done(std::move(status));
+  };
+  std::shared_ptr<const common::Bundle> bundle = registry_->Find(request->bundle_id());
   if (bundle == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("unknown bundle id '", request.bundle_id(), "': not served here"));
+    refuse("unknown", absl::NotFoundError(absl::StrCat("unknown bundle id '", request->bundle_id(),
+                                                       "': not served here")));
+    return;
   }
-  CLEAVE_ASSIGN_OR_RETURN(size_t first, bundle->SegmentStartingAt(request.cut_id()));
-
-  const Clock::time_point decode_start = Clock::now();
-  auto activation = common::DecodeFrame(request.activation(), limits_);
-  if (!activation.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("activation for cut ", request.cut_id(), ": ", activation.status().message()));
+  if (absl::Status cut = bundle->SegmentStartingAt(request->cut_id()).status(); !cut.ok()) {
+    refuse(bundle->manifest().name, std::move(cut));
+    return;
   }
-  timings->set_decode_us(MicrosSince(decode_start));
-  CLEAVE_RETURN_IF_ERROR(bundle->CheckActivation(request.cut_id(), *activation));
-
-  const Clock::time_point compute_start = Clock::now();
-  CLEAVE_ASSIGN_OR_RETURN(
-      c10::IValue output,
-      bundle->RunSegments(first, bundle->num_loaded_segments() - 1, {*std::move(activation)}));
-  timings->set_compute_us(MicrosSince(compute_start));
-
-  const Clock::time_point encode_start = Clock::now();
-  std::vector<at::Tensor> tensors;
-  CLEAVE_RETURN_IF_ERROR(common::FlattenTensors(output, &tensors));
-  for (const at::Tensor& tensor : tensors) {
-    CLEAVE_ASSIGN_OR_RETURN(std::string frame, common::EncodeFrame(tensor));
-    response->add_outputs(std::move(frame));
+  DynamicBatcher::Job job;
+  job.bundle = bundle;
+  job.request = request;
+  job.response = response;
+  job.context = std::move(context);
+  job.done = done;
+  if (!batcher_->Submit(std::move(job))) {
+    refuse(bundle->manifest().name, ResourceExhausted(*request));
   }
-  timings->set_encode_us(MicrosSince(encode_start));
-  return absl::OkStatus();
 }
 
 }  // namespace cleave::edge_server

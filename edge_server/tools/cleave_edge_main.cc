@@ -1,10 +1,8 @@
-// cleave-edge: serves bundles to devices over gRPC. Flags and signal wiring only; the server
-// is cleave_edge_server.
+// cleave-edge: serves bundles to devices over gRPC. Flags, config file and signal wiring
+// only; the server is cleave_edge_server.
 #include <ATen/Parallel.h>
 #include <signal.h>
-#include <torch/script.h>
 
-#include <fstream>
 #include <iostream>
 
 #include "CLI/CLI.hpp"
@@ -14,30 +12,66 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"cleave-edge: run the back segments of cleave bundles for devices"};
-  cleave::edge_server::EdgeServerOptions options;
-  std::string port_file;
-  int intra_op_threads = 1;
-  int max_message_mb = options.max_message_bytes >> 20;
-  app.add_option("--bundles", options.bundles_dir, "folder of bundles (searched recursively)")
-      ->required();
-  app.add_option("--listen", options.listen, "host:port to listen on (port 0: any free port)")
-      ->default_val(options.listen);
-  app.add_option("--workers", options.workers, "compute worker threads")
-      ->default_val(options.workers)
-      ->check(CLI::PositiveNumber);
-  app.add_option("--max-queue", options.max_queue, "queued requests before RESOURCE_EXHAUSTED")
-      ->default_val(options.max_queue)
+  cleave::edge_server::EdgeServerOptions defaults;
+  std::string config, bundles, listen = defaults.listen, metrics_listen, port_file;
+  size_t workers = defaults.workers, max_queue = defaults.max_queue;
+  int intra_op_threads = defaults.intra_op_threads;
+  int max_message_mb = defaults.max_message_bytes >> 20;
+  int max_batch_size = defaults.default_batching.max_batch_size;
+  int64_t max_queue_delay_us = 0, watch_interval_ms = defaults.watch_interval.count();
+  app.add_option("--config", config, "JSON config file (docs/EDGE_SERVER.md); flags override it");
+  app.add_option("--bundles", bundles, "folder of bundles (searched recursively)");
+  app.add_option("--listen", listen, "host:port for gRPC (port 0: any free port)")
+      ->default_val(listen);
+  app.add_option("--metrics-listen", metrics_listen,
+                 "host:port for HTTP /metrics, /healthz, /readyz (none by default)");
+  app.add_option("--workers", workers, "compute worker threads")->check(CLI::PositiveNumber);
+  app.add_option("--max-queue", max_queue, "queued requests before RESOURCE_EXHAUSTED")
       ->check(CLI::PositiveNumber);
   app.add_option("--intra-op-threads", intra_op_threads, "LibTorch threads per forward")
-      ->default_val(intra_op_threads)
       ->check(CLI::PositiveNumber);
   app.add_option("--max-message-mb", max_message_mb, "largest gRPC message accepted, MiB")
-      ->default_val(max_message_mb)
       ->check(CLI::PositiveNumber);
-  app.add_option("--port-file", port_file, "write the bound port to this file once serving");
+  app.add_option("--max-batch-size", max_batch_size, "requests per forward (all bundles)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-queue-delay-us", max_queue_delay_us,
+                 "how long a request may wait for its batch to fill (0: never)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--watch-interval-ms", watch_interval_ms,
+                 "rescan the bundle folder this often (0: never)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--port-file", port_file, "write the bound gRPC port here once serving");
   CLI11_PARSE(app, argc, argv);
-  options.max_message_bytes = max_message_mb << 20;
-  at::set_num_threads(intra_op_threads);
+
+  cleave::edge_server::EdgeServerOptions options;
+  if (!config.empty()) {
+    if (auto status = cleave::edge_server::ApplyConfigFile(config, &options); !status.ok()) {
+      std::cerr << "cleave-edge: error: " << status.message() << "\n";
+      return 1;
+    }
+  }
+  // Flags given on the command line win over the config file.
+  auto given = [&](const char* flag) { return app.count(flag) > 0; };
+  if (given("--bundles")) options.bundles_dir = bundles;
+  if (given("--listen") || config.empty()) options.listen = listen;
+  if (given("--metrics-listen")) options.metrics_listen = metrics_listen;
+  if (given("--workers")) options.workers = workers;
+  if (given("--max-queue")) options.max_queue = max_queue;
+  if (given("--intra-op-threads")) options.intra_op_threads = intra_op_threads;
+  if (given("--max-message-mb")) options.max_message_bytes = max_message_mb << 20;
+  if (given("--max-batch-size")) options.default_batching.max_batch_size = max_batch_size;
+  if (given("--max-queue-delay-us")) {
+    options.default_batching.max_queue_delay = std::chrono::microseconds(max_queue_delay_us);
+  }
+  if (given("--watch-interval-ms")) {
+    options.watch_interval = std::chrono::milliseconds(watch_interval_ms);
+  }
+  if (options.bundles_dir.empty()) {
+    std::cerr
+        << "cleave-edge: error: no bundle folder: give --bundles or \"bundles\" in --config\n";
+    return 1;
+  }
+  at::set_num_threads(options.intra_op_threads);
 
   // Block SIGTERM/SIGINT in every thread (gRPC's included) and take them in main via sigwait:
   // the orderly shutdown runs on a normal thread, not in a signal handler.
@@ -52,7 +86,9 @@ int main(int argc, char** argv) {
     std::cerr << "cleave-edge: error: " << server.status().message() << "\n";
     return 1;
   }
-  std::cout << "cleave-edge listening on port " << (*server)->port() << std::endl;
+  std::cout << "cleave-edge listening on port " << (*server)->port();
+  if ((*server)->metrics_port() > 0) std::cout << ", metrics on port " << (*server)->metrics_port();
+  std::cout << std::endl;
   if (!port_file.empty()) {
     auto written =
         cleave::common::WriteFileAtomically(port_file, absl::StrCat((*server)->port(), "\n"));

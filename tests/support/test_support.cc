@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -161,7 +163,16 @@ std::string WriteTestBundle(const Module& module, const std::string& dir, const 
     }
   }
   EXPECT_EQ(ids.size(), cut_names.size()) << "unknown cut name";
-  auto written = partitioner::WriteBundle(**model, ids, (fs::path(dir) / bundle).string(), {});
+  // Bundles are named after their folder, skipping a version folder: "bundles/residual/1" is
+  // model "residual".
+  fs::path folder(bundle);
+  std::string name = folder.filename().string();
+  if (!name.empty() && std::all_of(name.begin(), name.end(), ::isdigit)) {
+    name = folder.parent_path().filename().string();
+  }
+  partitioner::BundleOptions options;
+  options.name = name;
+  auto written = partitioner::WriteBundle(**model, ids, (fs::path(dir) / bundle).string(), options);
   EXPECT_TRUE(written.ok()) << written.status();
   return written.ok() ? written->id : "";
 }

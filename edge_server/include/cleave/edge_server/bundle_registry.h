@@ -1,8 +1,11 @@
-// The bundles an edge server serves, keyed by bundle id. Loaded from a folder tree: every
-// folder holding a manifest.json (e.g. bundles/<name>/<version>/) is a bundle. A bundle that
-// fails its hash or equivalence check is refused with a log line; the rest are served.
+// The edge's model repository: the bundles under a folder tree (any folder holding a
+// manifest.json, e.g. bundles/<name>/<version>/), keyed by bundle id. Rescan() brings it in
+// line with the folder — new bundles are loaded, removed ones dropped, and a changed manifest
+// (a new bundle id) replaces the old one atomically — while requests already running keep the
+// bundle they started with (they hold a shared_ptr). A bundle that fails its hash or
+// equivalence check is refused with a log line; the rest keep serving.
 //
-// Thread-safety: every method is thread-safe.
+// Thread-safety: every method is thread-safe; Rescan calls may not overlap (one watcher).
 #ifndef CLEAVE_EDGE_SERVER_BUNDLE_REGISTRY_H_
 #define CLEAVE_EDGE_SERVER_BUNDLE_REGISTRY_H_
 
@@ -20,9 +23,20 @@ namespace cleave::edge_server {
 
 class BundleRegistry {
  public:
-  // Loads every bundle under `root`. Returns NOT_FOUND when `root` does not exist.
+  // Creates the registry for `root` and loads what is there. NOT_FOUND when `root` does not
+  // exist.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<BundleRegistry>> LoadFrom(
       const std::string& root);
+
+  struct Changes {
+    int added = 0;
+    int removed = 0;
+    int refused = 0;
+    bool any() const { return added > 0 || removed > 0; }
+  };
+
+  // Reloads new and changed bundles and drops removed ones.
+  Changes Rescan();
 
   // Returns the bundle with `id`, or nullptr.
   [[nodiscard]] std::shared_ptr<const common::Bundle> Find(absl::string_view id) const;
@@ -31,8 +45,14 @@ class BundleRegistry {
   [[nodiscard]] std::vector<std::shared_ptr<const common::Bundle>> List() const;
 
  private:
+  explicit BundleRegistry(std::string root) : root_(std::move(root)) {}
+
+  const std::string root_;
   mutable std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<const common::Bundle>, std::less<>> bundles_;
+  std::map<std::string, std::shared_ptr<const common::Bundle>, std::less<>> bundles_;  // by id
+  // Scan state, touched by Rescan only.
+  std::map<std::string, std::string> dir_ids_;       // folder -> id of the bundle loaded from it
+  std::map<std::string, std::string> dir_refusals_;  // folder -> last error logged for it
 };
 
 }  // namespace cleave::edge_server

@@ -1,0 +1,83 @@
+#include "cleave/edge_server/edge_metrics.h"
+
+#include "absl/strings/str_cat.h"
+#include "cleave/common/status_macros.h"
+
+namespace cleave::edge_server {
+namespace {
+
+// Metric updates never fail a request: a label problem is a programming error that the tests
+// catch, so the value is simply dropped here.
+template <typename Family, typename Update>
+void WithChild(Family* family, std::vector<std::string> labels, Update update) {
+  auto child = family->WithLabels(std::move(labels));
+  if (child.ok()) update(**child);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EdgeMetrics>> EdgeMetrics::Create(
+    common::MetricsRegistry* registry) {
+  std::unique_ptr<EdgeMetrics> metrics(new EdgeMetrics(registry));
+  CLEAVE_ASSIGN_OR_RETURN(
+      metrics->requests_,
+      registry->AddCounter("cleave_edge_requests_total",
+                           "Inference requests answered, by model, cut and gRPC status.",
+                           {"model", "cut", "status"}));
+  const std::vector<double> latency = common::ExponentialBuckets(0.00005, 2, 18);  // 50us..6.5s
+  CLEAVE_ASSIGN_OR_RETURN(
+      metrics->queue_seconds_,
+      registry->AddHistogram("cleave_edge_queue_seconds",
+                             "Time from arrival until the request's forward started.", latency,
+                             {"model"}));
+  CLEAVE_ASSIGN_OR_RETURN(
+      metrics->compute_seconds_,
+      registry->AddHistogram("cleave_edge_compute_seconds",
+                             "Forward time of the batch the request ran in.", latency, {"model"}));
+  CLEAVE_ASSIGN_OR_RETURN(metrics->total_seconds_,
+                          registry->AddHistogram("cleave_edge_request_seconds",
+                                                 "Time from arrival until the response was ready.",
+                                                 latency, {"model"}));
+  CLEAVE_ASSIGN_OR_RETURN(metrics->batch_size_,
+                          registry->AddHistogram("cleave_edge_batch_size", "Requests per forward.",
+                                                 common::ExponentialBuckets(1, 2, 8), {"model"}));
+  CLEAVE_ASSIGN_OR_RETURN(
+      metrics->received_bytes_,
+      registry->AddCounter("cleave_edge_received_bytes_total",
+                           "Activation bytes received, as encoded frames.", {"model"}));
+  CLEAVE_ASSIGN_OR_RETURN(
+      metrics->decoded_bytes_,
+      registry->AddCounter("cleave_edge_decoded_bytes_total",
+                           "Activation bytes after decoding (tensor memory).", {"model"}));
+  CLEAVE_ASSIGN_OR_RETURN(
+      metrics->loaded_bundles_,
+      registry->AddGauge("cleave_edge_loaded_bundles", "Bundles currently served."));
+  return metrics;
+}
+
+void EdgeMetrics::RecordRequest(const std::string& model, int cut, const std::string& status,
+                                double total_seconds) {
+  WithChild(requests_, {model, absl::StrCat(cut), status}, [](auto& c) { c.Increment(); });
+  WithChild(total_seconds_, {model}, [&](auto& h) { h.Observe(total_seconds); });
+}
+
+void EdgeMetrics::RecordComputed(const std::string& model, double queue_seconds,
+                                 double compute_seconds) {
+  WithChild(queue_seconds_, {model}, [&](auto& h) { h.Observe(queue_seconds); });
+  WithChild(compute_seconds_, {model}, [&](auto& h) { h.Observe(compute_seconds); });
+}
+
+void EdgeMetrics::RecordBatch(const std::string& model, int batch_size) {
+  WithChild(batch_size_, {model}, [&](auto& h) { h.Observe(batch_size); });
+}
+
+void EdgeMetrics::RecordBytes(const std::string& model, double frame_bytes, double decoded_bytes) {
+  WithChild(received_bytes_, {model}, [&](auto& c) { c.Add(frame_bytes); });
+  WithChild(decoded_bytes_, {model}, [&](auto& c) { c.Add(decoded_bytes); });
+}
+
+void EdgeMetrics::SetLoadedBundles(int count) {
+  WithChild(loaded_bundles_, {}, [&](auto& g) { g.Set(count); });
+}
+
+}  // namespace cleave::edge_server
