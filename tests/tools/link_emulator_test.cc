@@ -178,8 +178,13 @@ class TestServer {
   ~TestServer() {
     stopping_ = true;
     acceptor_.join();
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (std::thread& thread : handlers_) thread.join();
+    // Join outside the lock: a handler takes it to record its session as it ends.
+    std::vector<std::thread> handlers;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      handlers.swap(handlers_);
+    }
+    for (std::thread& thread : handlers) thread.join();
     close(listen_fd_);
   }
 
