@@ -34,7 +34,7 @@ echo "cleave-edge serving on 127.0.0.1:$EDGE_PORT (log: event=bundle_loaded, eve
 
 # 5. The device: the stem runs locally, the activation after the stem goes to the edge.
 echo; echo "== cleave-device over $IMAGES Fashion-MNIST test images"
-"$BIN/cleave-device" --bundle "$BUNDLE" --edge "127.0.0.1:$EDGE_PORT" --limit "$IMAGES" \
+"$BIN/cleave-device" --bundle "$BUNDLE" --edge "127.0.0.1:$EDGE_PORT" --cut stem --limit "$IMAGES" \
   --reference "$MODEL" --no-fallback --show 8 | tee "$WORK/summary.txt"
 
 # 6. Orderly shutdown: SIGTERM drains the edge, which exits 0.

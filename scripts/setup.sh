@@ -19,6 +19,7 @@ PACKAGES=(
   prometheus                                     # promtool checks the /metrics exposition
   gnuplot-nox                                    # cleave exits calibrate --plot
   python3-grpcio python3-protobuf                # the independent Python client test
+  python3-torchvision                            # real architectures exported for tests, benches
   dataset-fashion-mnist                          # the real data
 )
 

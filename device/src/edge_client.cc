@@ -6,6 +6,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -108,20 +109,25 @@ class EdgeClient::Stream final
 
 namespace {
 
-// Channels are shared per (target, message limit) and live until the process exits. Besides
-// reusing connections, this avoids a race in gRPC 1.51: destroying a channel right after a
+// Channels are shared per (target, message limit, balancing) and live until the process exits.
+// Besides reusing connections, this avoids a race in gRPC 1.51: destroying a channel right after a
 // callback RPC's OnDone, while gRPC's callback thread is still unwinding, can release the
 // shared callback completion queue twice and abort the process.
-std::shared_ptr<grpc::Channel> SharedChannel(const std::string& target, int max_message_bytes) {
+std::shared_ptr<grpc::Channel> SharedChannel(const std::string& target,
+                                             const EdgeClientOptions& options) {
   static std::mutex mutex;
   static auto* channels =
-      new std::map<std::pair<std::string, int>, std::shared_ptr<grpc::Channel>>();
+      new std::map<std::tuple<std::string, int, std::string>, std::shared_ptr<grpc::Channel>>();
   std::lock_guard<std::mutex> lock(mutex);
-  std::shared_ptr<grpc::Channel>& channel = (*channels)[{target, max_message_bytes}];
+  std::shared_ptr<grpc::Channel>& channel =
+      (*channels)[{target, options.max_message_bytes, options.load_balancing}];
   if (channel == nullptr) {
     grpc::ChannelArguments arguments;
-    arguments.SetMaxReceiveMessageSize(max_message_bytes);
-    arguments.SetMaxSendMessageSize(max_message_bytes);
+    arguments.SetMaxReceiveMessageSize(options.max_message_bytes);
+    arguments.SetMaxSendMessageSize(options.max_message_bytes);
+    if (!options.load_balancing.empty()) {
+      arguments.SetLoadBalancingPolicyName(options.load_balancing);
+    }
     // Reconnect quickly after an edge restart; the device decides what to do meanwhile.
     arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
@@ -132,10 +138,43 @@ std::shared_ptr<grpc::Channel> SharedChannel(const std::string& target, int max_
 
 }  // namespace
 
-EdgeClient::EdgeClient(const std::string& target, int max_message_bytes)
+EdgeClient::EdgeClient(const std::string& target, EdgeClientOptions options)
     : target_(target),
-      channel_(SharedChannel(target, max_message_bytes)),
+      options_(std::move(options)),
+      channel_(SharedChannel(target, options_)),
       stub_(v1::Inference::NewStub(channel_)) {}
+
+bool EdgeClient::Available() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return Clock::now() >= blocked_until_;
+}
+
+int EdgeClient::consecutive_failures() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return consecutive_failures_;
+}
+
+void EdgeClient::ReportSuccess() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  consecutive_failures_ = 0;
+  blocked_until_ = Clock::time_point();
+}
+
+void EdgeClient::ReportFailure() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++consecutive_failures_;
+  std::chrono::milliseconds delay = options_.open_for;
+  if (consecutive_failures_ < options_.failure_threshold) {
+    const int doublings = std::min(consecutive_failures_ - 1, 20);
+    delay = std::min(options_.max_backoff, options_.min_backoff * (1 << doublings));
+  }
+  // +-20% jitter from a per-client xorshift: cheap, and fleets do not retry in lockstep.
+  jitter_state_ ^= jitter_state_ << 13;
+  jitter_state_ ^= jitter_state_ >> 7;
+  jitter_state_ ^= jitter_state_ << 17;
+  const double factor = 0.8 + 0.4 * static_cast<double>(jitter_state_ % 1000) / 1000.0;
+  blocked_until_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(delay * factor);
+}
 
 EdgeClient::~EdgeClient() {
   std::unique_lock<std::mutex> lock(mutex_);
@@ -155,6 +194,14 @@ void EdgeClient::Send(v1::InferRequest request, Callback done) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closing_) {
       done(absl::CancelledError("edge client is shutting down"));
+      return;
+    }
+    if (const Clock::time_point now = Clock::now(); now < blocked_until_) {
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(blocked_until_ - now);
+      done(absl::UnavailableError(absl::StrCat(
+          "edge ", target_, " skipped for ", wait.count(), " ms more after ", consecutive_failures_,
+          " consecutive failures",
+          consecutive_failures_ >= options_.failure_threshold ? " (circuit open)" : "")));
       return;
     }
     if (current_ == nullptr) {

@@ -1,12 +1,18 @@
 #include "cleave/device/runtime.h"
 
-#include <future>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <cmath>
+#include <filesystem>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "cleave/common/confidence.h"
+#include "cleave/common/files.h"
 #include "cleave/common/status_macros.h"
+#include "cleave/common/tensor_frame.h"
 #include "cleave/common/torchscript_io.h"
-#include "cleave/device/edge_client.h"
 
 namespace cleave::device {
 namespace {
@@ -15,6 +21,45 @@ using Clock = std::chrono::steady_clock;
 
 double MillisSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+double MillisUntil(Clock::time_point end) {
+  return std::chrono::duration<double, std::milli>(end - Clock::now()).count();
+}
+
+// Telemetry never fails a request: label lists here are fixed and valid.
+void Count(common::CounterFamily* family, std::vector<std::string> labels) {
+  if (auto child = family->WithLabels(std::move(labels)); child.ok()) (*child)->Increment();
+}
+
+constexpr double kSmoothing = 0.2;  // weight of a new sample in the running estimates
+
+void Smooth(double* estimate, double sample, bool* known) {
+  *estimate = *known ? (1 - kSmoothing) * *estimate + kSmoothing * sample : sample;
+  *known = true;
+}
+
+// Bytes a frame of `elements` float32 values takes with `spec`, before measuring: the codec's
+// symbols plus a header, and a guess at what zstd saves.
+double GuessFrameBytes(double elements, const common::CodecSpec& spec) {
+  double per_element = 4.0;
+  switch (spec.codec) {
+    case common::Codec::kRaw:
+      per_element = 4.0;
+      break;
+    case common::Codec::kFloat16:
+    case common::Codec::kBFloat16:
+      per_element = 2.0;
+      break;
+    case common::Codec::kInt8:
+    case common::Codec::kInt8PerChannel:
+      per_element = 1.0;
+      break;
+    case common::Codec::kInt4:
+      per_element = 0.5;
+      break;
+  }
+  return 64.0 + elements * per_element * (spec.zstd_level > 0 ? 0.6 : 1.0);
 }
 
 }  // namespace
@@ -29,151 +74,637 @@ const char* PlacementName(Placement placement) {
       return "device-fallback";
     case Placement::kDeviceExit:
       return "device-exit";
+    case Placement::kDegraded:
+      return "degraded";
   }
   return "unknown";
 }
 
+// Running estimates the policy decides on, updated by every request.
+struct Runtime::Estimates {
+  std::mutex mutex;
+  std::vector<double> device_ms;  // per segment
+  std::vector<bool> device_known;
+  std::vector<double> edge_tail_ms;  // edge compute from segment i to the end
+  std::vector<bool> edge_tail_known;
+  std::vector<double> frame_bytes;  // request bytes when offloading before segment i
+  std::vector<bool> frame_known;
+  std::vector<double> tail_macs;  // manifest MACs from segment i to the end
+  double edge_ms_per_mac = 0;
+  bool edge_speed_known = false;
+  double response_bytes = 0;
+  double edge_queue_ms = 0;
+  bool queue_known = false;
+};
+
+struct Runtime::Instruments {
+  common::CounterFamily* requests = nullptr;
+  common::CounterFamily* exits = nullptr;
+  common::CounterFamily* offloads = nullptr;
+  common::CounterFamily* edge_failures = nullptr;
+  common::CounterFamily* probes = nullptr;
+  common::Counter* bytes_sent = nullptr;
+  common::Histogram* latency = nullptr;
+  common::Histogram* device_compute = nullptr;
+  common::Histogram* network = nullptr;
+  common::Gauge* rtt = nullptr;
+  common::Gauge* bandwidth = nullptr;
+};
+
+// One request in flight.
+struct Runtime::Call {
+  at::Tensor input;
+  InferOptions options;
+  std::function<void(absl::StatusOr<Result>)> done;
+  Clock::time_point start;
+  Clock::time_point deadline;
+  Result result;
+  c10::IValue value;                      // the activation where the device stopped
+  size_t split = 0;                       // the edge resumes at this segment
+  std::optional<at::Tensor> best_logits;  // last exit head's answer, for a degraded result
+  std::optional<int> best_exit_cut;
+  std::string frame;
+  bool retried = false;
+  bool probe_due = false;
+  std::vector<std::pair<size_t, at::Tensor>> probe_candidates;  // (segment, activation)
+  std::atomic<bool> completed{false};
+};
+
+// One send to one edge: settled exactly once, by the answer or by the deadline timer.
+struct Attempt {
+  explicit Attempt(boost::asio::thread_pool& pool) : timer(pool) {}
+  std::atomic<bool> settled{false};
+  boost::asio::steady_timer timer;
+  uint64_t request_id = 0;
+  size_t edge = 0;
+  size_t segment = 0;
+  double frame_bytes = 0;
+  Clock::time_point sent;
+};
+
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const std::string& bundle_dir,
                                                          const RuntimeOptions& options) {
   std::unique_ptr<Runtime> runtime(new Runtime());
-  runtime->options_ = options;
-  CLEAVE_ASSIGN_OR_RETURN(runtime->bundle_, common::Bundle::Load(bundle_dir));
-  const common::BundleManifest& manifest = runtime->bundle_->manifest();
-  if (!runtime->options_.offload_cut.has_value()) {
-    runtime->options_.offload_cut =
-        manifest.cuts.empty() ? common::kInputCutId : manifest.cuts.front().id;
-  }
-  CLEAVE_RETURN_IF_ERROR(
-      runtime->bundle_->SegmentStartingAt(*runtime->options_.offload_cut).status());
-  if (!options.edge.empty()) runtime->edge_ = std::make_unique<EdgeClient>(options.edge);
+  CLEAVE_RETURN_IF_ERROR(runtime->Initialize(bundle_dir, options));
   return runtime;
 }
 
-Runtime::~Runtime() = default;
+absl::Status Runtime::Initialize(const std::string& bundle_dir, const RuntimeOptions& options) {
+  options_ = options;
+  common::Bundle::LoadOptions load;
+  load.max_segments = options.device_segments;
+  CLEAVE_ASSIGN_OR_RETURN(bundle_, common::Bundle::Load(bundle_dir, load));
+  const common::BundleManifest& manifest = bundle_->manifest();
+  const size_t segments = manifest.segments.size();
+  if (bundle_->num_loaded_segments() == 0) {
+    return absl::InvalidArgumentError("device_segments must be at least 1");
+  }
+  if (options.offload_cut.has_value()) {
+    CLEAVE_RETURN_IF_ERROR(bundle_->SegmentStartingAt(*options.offload_cut).status());
+    policy_ = std::make_shared<FixedCutPolicy>(*options.offload_cut);
+  } else {
+    policy_ = options.policy != nullptr ? options.policy : std::make_shared<LatencyPolicy>();
+  }
+  if (bundle_->num_loaded_segments() < segments && options.edges.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the device holds ", bundle_->num_loaded_segments(), " of ", segments,
+                     " segments and no edge is configured: it could never finish a request"));
+  }
+  for (const std::string& target : options.edges) {
+    edges_.push_back(std::make_unique<EdgeClient>(target, options.edge_client));
+  }
+  link_ = std::make_unique<LinkEstimator>(options.link_prior);
+  pool_ = std::make_unique<boost::asio::thread_pool>(std::max<size_t>(1, options.threads));
 
-absl::StatusOr<Result> Runtime::Infer(const at::Tensor& input, const InferOptions& options) {
-  const Clock::time_point start = Clock::now();
-  const Clock::time_point deadline = start + options.deadline.value_or(options_.deadline);
-  Result result;
-  result.cut_id = options.offload_cut.value_or(*options_.offload_cut);
-  CLEAVE_ASSIGN_OR_RETURN(const size_t split, bundle_->SegmentStartingAt(result.cut_id));
-  const size_t last = bundle_->num_loaded_segments() - 1;
+  // Telemetry.
+  instruments_ = std::make_unique<Instruments>();
+  auto& m = metrics_;
+  CLEAVE_ASSIGN_OR_RETURN(instruments_->requests,
+                          m.AddCounter("cleave_device_requests_total",
+                                       "Requests answered, by where they ran.", {"placement"}));
+  CLEAVE_ASSIGN_OR_RETURN(instruments_->exits,
+                          m.AddCounter("cleave_device_exits_total",
+                                       "Requests answered by an exit head, by cut.", {"cut"}));
+  CLEAVE_ASSIGN_OR_RETURN(instruments_->offloads,
+                          m.AddCounter("cleave_device_offloads_total",
+                                       "Activations sent to an edge, by cut.", {"cut"}));
+  CLEAVE_ASSIGN_OR_RETURN(
+      instruments_->edge_failures,
+      m.AddCounter("cleave_device_edge_failures_total",
+                   "Edge attempts that failed or came too late, by edge.", {"edge"}));
+  CLEAVE_ASSIGN_OR_RETURN(
+      instruments_->probes,
+      m.AddCounter("cleave_device_probes_total",
+                   "Background requests sent to keep estimates fresh.", {"outcome"}));
+  CLEAVE_ASSIGN_OR_RETURN(auto* bytes, m.AddCounter("cleave_device_sent_bytes_total",
+                                                    "Activation bytes sent to edges."));
+  CLEAVE_ASSIGN_OR_RETURN(instruments_->bytes_sent, bytes->WithLabels({}));
+  const std::vector<double> buckets = common::ExponentialBuckets(0.00005, 2, 18);
+  CLEAVE_ASSIGN_OR_RETURN(auto* latency, m.AddHistogram("cleave_device_request_seconds",
+                                                        "Time to answer a request.", buckets));
+  CLEAVE_ASSIGN_OR_RETURN(instruments_->latency, latency->WithLabels({}));
+  CLEAVE_ASSIGN_OR_RETURN(auto* compute, m.AddHistogram("cleave_device_compute_seconds",
+                                                        "Device compute per request.", buckets));
+  CLEAVE_ASSIGN_OR_RETURN(instruments_->device_compute, compute->WithLabels({}));
+  CLEAVE_ASSIGN_OR_RETURN(auto* network,
+                          m.AddHistogram("cleave_device_network_seconds",
+                                         "Network time of edge round trips.", buckets));
+  CLEAVE_ASSIGN_OR_RETURN(instruments_->network, network->WithLabels({}));
+  CLEAVE_ASSIGN_OR_RETURN(auto* rtt, m.AddGauge("cleave_device_link_rtt_seconds",
+                                                "Estimated round-trip time to the edge."));
+  CLEAVE_ASSIGN_OR_RETURN(instruments_->rtt, rtt->WithLabels({}));
+  CLEAVE_ASSIGN_OR_RETURN(auto* bandwidth,
+                          m.AddGauge("cleave_device_link_bandwidth_bytes_per_second",
+                                     "Estimated bandwidth to the edge."));
+  CLEAVE_ASSIGN_OR_RETURN(instruments_->bandwidth, bandwidth->WithLabels({}));
 
-  // Device part: the segments before the offload cut, with their exits.
-  c10::IValue value = input;
-  if (split > 0) {
-    CLEAVE_ASSIGN_OR_RETURN(const bool exited, RunOnDevice(0, split - 1, &value, &result));
-    if (exited) {
-      result.timings.total_ms = MillisSince(start);
-      return result;
+  // Estimates: sizes from the manifest, device times from a warm-up run of the stored sample
+  // (which also takes TorchScript's first-run cost out of the first real request).
+  estimates_ = std::make_unique<Estimates>();
+  Estimates& e = *estimates_;
+  e.device_ms.assign(segments, 0);
+  e.device_known.assign(segments, false);
+  e.edge_tail_ms.assign(segments, 0);
+  e.edge_tail_known.assign(segments, false);
+  e.frame_bytes.assign(segments, 0);
+  e.frame_known.assign(segments, false);
+  e.tail_macs.assign(segments + 1, 0);
+  for (size_t i = segments; i-- > 0;) {
+    e.tail_macs[i] = e.tail_macs[i + 1] + static_cast<double>(manifest.segments[i].macs);
+  }
+  for (size_t i = 0; i < segments; ++i) {
+    const common::TensorSpec& in = manifest.segments[i].inputs.at(0);
+    const common::CutInfo* cut = manifest.FindCut(manifest.segments[i].begin_cut);
+    const common::CodecSpec spec = options.codec.value_or(cut ? cut->codec : common::CodecSpec{});
+    e.frame_bytes[i] = GuessFrameBytes(static_cast<double>(common::NumElements(in.shape)), spec);
+  }
+  for (const common::TensorSpec& out : manifest.segments.back().outputs) {
+    e.response_bytes += 64.0 + 4.0 * static_cast<double>(common::NumElements(out.shape));
+  }
+  const size_t held = bundle_->num_loaded_segments();
+  if (!manifest.verification.inputs.empty()) {
+    // The warm-up runs the stored sample through the held segments twice and keeps the
+    // second timing (the first includes TorchScript's profiling run).
+    auto sample = common::ReadFile(
+        (std::filesystem::path(bundle_dir) / manifest.verification.inputs[0].file).string());
+    if (sample.ok()) {
+      if (auto input = common::DecodeFrame(*sample); input.ok()) {
+        for (int round = 0; round < 2; ++round) {
+          c10::IValue value = *input;
+          for (size_t i = 0; i < held; ++i) {
+            const Clock::time_point start = Clock::now();
+            auto out = bundle_->RunSegments(i, i, {value});
+            if (!out.ok()) break;
+            value = *out;
+            e.device_ms[i] = MillisSince(start) * options.device_slowdown;
+            e.device_known[i] = round == 1;
+          }
+        }
+      }
     }
   }
-
-  if (edge_ != nullptr) {
-    const Clock::time_point encode_start = Clock::now();
-    const common::CutInfo* cut = bundle_->manifest().FindCut(result.cut_id);
-    const common::CodecSpec codec =
-        options_.codec.value_or(cut != nullptr ? cut->codec : common::CodecSpec{});
-    CLEAVE_ASSIGN_OR_RETURN(std::string frame, common::EncodeFrame(value.toTensor(), codec));
-    result.timings.encode_ms = MillisSince(encode_start);
-    result.bytes_sent = frame.size();
-    auto outputs = CallEdge(result.cut_id, frame, deadline, &result.timings);
-    if (outputs.ok()) {
-      result.outputs = *std::move(outputs);
-      result.placement = Placement::kEdge;
-      result.timings.total_ms = MillisSince(start);
-      return result;
-    }
-    if (!options_.local_fallback) return outputs.status();
-    result.placement = Placement::kDeviceFallback;
-    result.fallback_reason = std::string(outputs.status().message());
-  }
-
-  // Device finishes the model: no edge configured, or the edge failed.
-  CLEAVE_ASSIGN_OR_RETURN(const bool exited, RunOnDevice(split, last, &value, &result));
-  if (!exited) CLEAVE_RETURN_IF_ERROR(common::FlattenTensors(value, &result.outputs));
-  result.timings.total_ms = MillisSince(start);
-  return result;
+  return absl::OkStatus();
 }
 
-absl::StatusOr<bool> Runtime::RunOnDevice(size_t first, size_t last, c10::IValue* value,
-                                          Result* result) const {
+Runtime::~Runtime() {
+  {
+    std::unique_lock<std::mutex> lock(calls_mutex_);
+    calls_done_.wait(lock, [this] { return calls_in_flight_ == 0; });
+  }
+  if (pool_ != nullptr) pool_->join();
+  edges_.clear();
+}
+
+void Runtime::Post(std::function<void()> work) { boost::asio::post(*pool_, std::move(work)); }
+
+absl::StatusOr<Result> Runtime::Infer(const at::Tensor& input, const InferOptions& options) {
+  return InferAsync(input, options).get();
+}
+
+std::future<absl::StatusOr<Result>> Runtime::InferAsync(at::Tensor input, InferOptions options) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<Result>>>();
+  std::future<absl::StatusOr<Result>> future = promise->get_future();
+  InferAsync(std::move(input), std::move(options),
+             [promise](absl::StatusOr<Result> result) { promise->set_value(std::move(result)); });
+  return future;
+}
+
+void Runtime::InferAsync(at::Tensor input, InferOptions options,
+                         std::function<void(absl::StatusOr<Result>)> done) {
+  auto call = std::make_shared<Call>();
+  call->start = Clock::now();
+  call->deadline = call->start + options.deadline.value_or(options_.deadline);
+  call->input = std::move(input);
+  call->options = std::move(options);
+  call->done = std::move(done);
+  {
+    std::lock_guard<std::mutex> lock(calls_mutex_);
+    ++calls_in_flight_;
+  }
+  Post([this, call] { Start(call); });
+}
+
+PolicyInput Runtime::MakePolicyInput(double budget_ms) const {
+  PolicyInput input;
+  input.manifest = &bundle_->manifest();
+  input.device_segments = bundle_->num_loaded_segments();
+  input.link = link_->Current();
+  input.budget_ms = budget_ms;
+  input.edge_available = NextAvailableEdge(0).has_value();
+  Estimates& e = *estimates_;
+  std::lock_guard<std::mutex> lock(e.mutex);
+  const size_t segments = e.device_ms.size();
+  // Device times of segments the device does not hold (it cannot run them) stay as measured
+  // or zero; the policy never uses them because it cannot finish locally.
+  input.device_segment_ms = e.device_ms;
+  // Edge tail times: measured, or scaled from the measured edge speed per MAC, or from the
+  // device's own times and the assumed speedup.
+  double device_tail = 0;
+  input.edge_tail_ms.assign(segments, 0);
+  for (size_t i = segments; i-- > 0;) {
+    device_tail += e.device_ms[i];
+    if (e.edge_tail_known[i]) {
+      input.edge_tail_ms[i] = e.edge_tail_ms[i];
+    } else if (e.edge_speed_known && e.tail_macs[i] > 0) {
+      input.edge_tail_ms[i] = e.tail_macs[i] * e.edge_ms_per_mac;
+    } else {
+      input.edge_tail_ms[i] = device_tail / options_.edge_speedup_prior;
+    }
+  }
+  input.frame_bytes = e.frame_bytes;
+  input.response_bytes = e.response_bytes;
+  input.edge_queue_ms = e.edge_queue_ms;
+  return input;
+}
+
+std::optional<size_t> Runtime::NextAvailableEdge(size_t from) const {
+  for (size_t i = from; i < edges_.size(); ++i) {
+    if (edges_[i]->Available()) return i;
+  }
+  return std::nullopt;
+}
+
+void Runtime::Start(std::shared_ptr<Call> call) {
+  const common::BundleManifest& manifest = bundle_->manifest();
+  const size_t held = bundle_->num_loaded_segments();
+  const size_t last = manifest.segments.size() - 1;
+  std::optional<size_t> offload;
+  if (call->options.offload_cut.has_value()) {
+    auto segment = bundle_->SegmentStartingAt(*call->options.offload_cut);
+    if (!segment.ok()) return Complete(call, segment.status());
+    if (*segment > held) {
+      return Complete(call, absl::InvalidArgumentError(absl::StrCat(
+                                "cut ", *call->options.offload_cut, " lies beyond the ", held,
+                                " segments the device holds")));
+    }
+    if (!edges_.empty()) offload = *segment;
+  } else if (!edges_.empty()) {
+    offload = policy_->Decide(MakePolicyInput(MillisUntil(call->deadline))).offload_segment;
+  }
+  if (options_.probe_interval.count() > 0 && !edges_.empty()) {
+    // One call per interval claims the probe (the compare-exchange settles races).
+    const int64_t now = Clock::now().time_since_epoch().count();
+    int64_t last_probe = last_probe_ns_.load();
+    const bool due = now - last_probe >=
+                     std::chrono::duration_cast<Clock::duration>(options_.probe_interval).count();
+    call->probe_due = due && last_probe_ns_.compare_exchange_strong(last_probe, now);
+  }
+  if (!offload.has_value()) {
+    // Stay on the device: all held segments (degraded when it does not hold them all). With
+    // edges configured and none available that is a fallback, not the policy's choice.
+    const bool no_edge = !edges_.empty() && !NextAvailableEdge(0).has_value();
+    call->value = call->input;
+    call->split = held;
+    auto exited = RunOnDevice(*call, 0, held - 1);
+    if (!exited.ok()) return Complete(call, exited.status());
+    MaybeProbe(*call);
+    if (*exited) return Complete(call, std::move(call->result));
+    if (held <= last || no_edge) {
+      return FinishLocally(call, "no edge available (each is backing off or its circuit is open)");
+    }
+    call->result.placement = Placement::kDevice;
+    call->result.cut_id = common::kInputCutId;
+    if (absl::Status flat = common::FlattenTensors(call->value, &call->result.outputs);
+        !flat.ok()) {
+      return Complete(call, flat);
+    }
+    return Complete(call, std::move(call->result));
+  }
+  call->split = *offload;
+  call->result.cut_id = manifest.segments[*offload].begin_cut;
+  call->value = call->input;
+  if (*offload > 0) {
+    auto exited = RunOnDevice(*call, 0, *offload - 1);
+    if (!exited.ok()) return Complete(call, exited.status());
+    if (*exited) {
+      MaybeProbe(*call);
+      return Complete(call, std::move(call->result));
+    }
+  }
+  const Clock::time_point encode_start = Clock::now();
+  const common::CutInfo* cut = manifest.FindCut(call->result.cut_id);
+  const common::CodecSpec codec =
+      options_.codec.value_or(cut != nullptr ? cut->codec : common::CodecSpec{});
+  auto frame = common::EncodeFrame(call->value.toTensor(), codec);
+  if (!frame.ok()) return Complete(call, frame.status());
+  call->frame = *std::move(frame);
+  call->result.timings.encode_ms = MillisSince(encode_start);
+  const std::optional<size_t> edge = NextAvailableEdge(0);
+  if (!edge.has_value()) return FinishLocally(call, "no edge available (all in backoff)");
+  Offload(call, *edge, /*retry=*/false);
+}
+
+absl::StatusOr<bool> Runtime::RunOnDevice(Call& call, size_t first, size_t last) {
   const common::BundleManifest& manifest = bundle_->manifest();
   for (size_t segment = first; segment <= last; ++segment) {
-    const Clock::time_point compute_start = Clock::now();
-    CLEAVE_ASSIGN_OR_RETURN(*value, bundle_->RunSegments(segment, segment, {*value}));
-    result->timings.device_compute_ms += MillisSince(compute_start);
+    if (call.probe_due && segment == first) {
+      call.probe_candidates.emplace_back(segment, call.value.toTensor());
+    }
+    const Clock::time_point start = Clock::now();
+    CLEAVE_ASSIGN_OR_RETURN(call.value, bundle_->RunSegments(segment, segment, {call.value}));
+    double elapsed = MillisSince(start);
+    if (options_.device_slowdown > 1.0) {
+      std::this_thread::sleep_for(
+          std::chrono::duration<double, std::milli>(elapsed * (options_.device_slowdown - 1.0)));
+      elapsed *= options_.device_slowdown;
+    }
+    call.result.timings.device_compute_ms += elapsed;
+    {
+      std::lock_guard<std::mutex> lock(estimates_->mutex);
+      bool known = estimates_->device_known[segment];
+      Smooth(&estimates_->device_ms[segment], elapsed, &known);
+      estimates_->device_known[segment] = known;
+    }
     const std::optional<int> end = manifest.segments[segment].end_cut;
+    if (call.probe_due && end && segment + 1 < manifest.segments.size()) {
+      call.probe_candidates.emplace_back(segment + 1, call.value.toTensor());
+    }
     const common::ExitInfo* exit = end ? manifest.FindExit(*end) : nullptr;
     if (exit == nullptr || !exit->threshold.has_value()) continue;
     const Clock::time_point exit_start = Clock::now();
-    CLEAVE_ASSIGN_OR_RETURN(at::Tensor logits, bundle_->RunExit(*end, value->toTensor()));
+    CLEAVE_ASSIGN_OR_RETURN(at::Tensor logits, bundle_->RunExit(*end, call.value.toTensor()));
     CLEAVE_ASSIGN_OR_RETURN(common::ExitScore score, common::ParseExitScore(exit->score));
     // A batch leaves only when every sample in it is confident enough.
     const double confidence =
         common::Confidence(logits, exit->temperature, score).min().item<double>();
-    result->timings.device_compute_ms += MillisSince(exit_start);
-    result->confidence = confidence;
+    call.result.timings.device_compute_ms += MillisSince(exit_start);
+    call.result.confidence = confidence;
+    call.best_logits = logits;
+    call.best_exit_cut = *end;
     if (confidence >= *exit->threshold) {
-      result->outputs = {logits};
-      result->exit_cut = *end;
-      result->placement = Placement::kDeviceExit;
+      call.result.outputs = {logits};
+      call.result.exit_cut = *end;
+      call.result.cut_id = *end;
+      call.result.placement = Placement::kDeviceExit;
       return true;
     }
   }
   return false;
 }
 
-absl::StatusOr<std::vector<at::Tensor>> Runtime::CallEdge(int cut_id, const std::string& frame,
-                                                          Clock::time_point deadline,
-                                                          Timings* timings) {
-  const Clock::time_point now = Clock::now();
-  if (now >= deadline) {
-    return absl::DeadlineExceededError("no time left for the edge after device compute");
-  }
+void Runtime::Offload(std::shared_ptr<Call> call, size_t edge_index, bool retry) {
+  call->retried = call->retried || retry;
+  auto attempt = std::make_shared<Attempt>(*pool_);
+  attempt->request_id = next_request_id_.fetch_add(1);
+  attempt->edge = edge_index;
+  attempt->segment = call->split;
+  attempt->frame_bytes = static_cast<double>(call->frame.size());
+  const Clock::time_point edge_deadline = EdgeDeadline(*call);
+  const double budget_ms = MillisUntil(edge_deadline);
+  if (budget_ms <= 0) return FinishLocally(call, "no time left for the edge");
   v1::InferRequest request;
-  request.set_request_id(next_request_id_.fetch_add(1));
+  request.set_request_id(attempt->request_id);
   request.set_bundle_id(bundle_->id());
-  request.set_cut_id(cut_id);
-  request.set_activation(frame);
-  request.set_timeout_us(static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count()));
-  const uint64_t id = request.request_id();
-
-  auto promise = std::make_shared<std::promise<absl::StatusOr<v1::InferResponse>>>();
-  std::future<absl::StatusOr<v1::InferResponse>> future = promise->get_future();
-  const Clock::time_point sent = Clock::now();
-  edge_->Send(std::move(request), [promise](absl::StatusOr<v1::InferResponse> response) {
-    promise->set_value(std::move(response));
+  request.set_cut_id(call->result.cut_id);
+  request.set_activation(call->frame);
+  request.set_timeout_us(static_cast<uint64_t>(budget_ms * 1000));
+  call->result.bytes_sent += call->frame.size();
+  Count(instruments_->offloads, {absl::StrCat(call->result.cut_id)});
+  instruments_->bytes_sent->Add(static_cast<double>(call->frame.size()));
+  attempt->timer.expires_at(edge_deadline);
+  attempt->timer.async_wait([this, call, attempt](const boost::system::error_code& error) {
+    if (error || attempt->settled.exchange(true)) return;  // cancelled, or answered first
+    edges_[attempt->edge]->Abandon(attempt->request_id);
+    edges_[attempt->edge]->ReportFailure();
+    Count(instruments_->edge_failures, {edges_[attempt->edge]->target()});
+    FinishLocally(call, absl::StrCat("edge ", edges_[attempt->edge]->target(),
+                                     " did not answer within the deadline"));
   });
-  if (future.wait_until(deadline) != std::future_status::ready) {
-    edge_->Abandon(id);
-    return absl::DeadlineExceededError(
-        absl::StrCat("edge ", edge_->target(), " did not answer within the deadline"));
+  attempt->sent = Clock::now();
+  edges_[edge_index]->Send(std::move(request),
+                           [this, call, attempt](absl::StatusOr<v1::InferResponse> response) {
+                             if (attempt->settled.exchange(true)) return;  // deadline passed
+                             attempt->timer.cancel();
+                             OnEdgeAnswer(call, attempt->edge, attempt->sent, std::move(response));
+                           });
+}
+
+void Runtime::OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index, Clock::time_point sent,
+                           absl::StatusOr<v1::InferResponse> response) {
+  EdgeClient& edge = *edges_[edge_index];
+  absl::Status status = response.status();
+  if (status.ok() && response->status_code() != 0) {
+    status = absl::Status(static_cast<absl::StatusCode>(response->status_code()),
+                          absl::StrCat("edge ", edge.target(), ": ", response->status_message()));
   }
-  absl::StatusOr<v1::InferResponse> response = future.get();
-  if (!response.ok()) return response.status();
-  if (response->status_code() != 0) {
-    return absl::Status(static_cast<absl::StatusCode>(response->status_code()),
-                        absl::StrCat("edge: ", response->status_message()));
-  }
-  const v1::ServerTimings& server = response->timings();
-  const double edge_ms = static_cast<double>(server.queue_us() + server.decode_us() +
-                                             server.compute_us() + server.encode_us()) /
-                         1000.0;
-  timings->edge_queue_ms = static_cast<double>(server.queue_us()) / 1000.0;
-  timings->edge_compute_ms = static_cast<double>(server.compute_us()) / 1000.0;
-  timings->network_ms = std::max(0.0, MillisSince(sent) - edge_ms);
-  std::vector<at::Tensor> outputs;
-  for (const std::string& bytes : response->outputs()) {
-    auto tensor = common::DecodeFrame(bytes);
-    if (!tensor.ok()) {
-      return absl::DataLossError(
-          absl::StrCat("edge returned a bad output frame: ", tensor.status().message()));
+  if (status.ok()) {
+    std::vector<at::Tensor> outputs;
+    for (const std::string& bytes : response->outputs()) {
+      auto tensor = common::DecodeFrame(bytes);
+      if (!tensor.ok()) {
+        status = absl::DataLossError(absl::StrCat(
+            "edge ", edge.target(), " returned a bad frame: ", tensor.status().message()));
+        break;
+      }
+      outputs.push_back(*std::move(tensor));
     }
-    outputs.push_back(*std::move(tensor));
+    if (status.ok()) {
+      edge.ReportSuccess();
+      const v1::ServerTimings& server = response->timings();
+      const double edge_ms = static_cast<double>(server.queue_us() + server.decode_us() +
+                                                 server.compute_us() + server.encode_us()) /
+                             1000.0;
+      Timings& timings = call->result.timings;
+      timings.edge_queue_ms = static_cast<double>(server.queue_us()) / 1000.0;
+      timings.edge_compute_ms = static_cast<double>(server.compute_us()) / 1000.0;
+      double response_bytes = 0;
+      for (const std::string& bytes : response->outputs()) response_bytes += bytes.size();
+      timings.network_ms = std::max(0.0, MillisSince(sent) - edge_ms);
+      // Learn from the round trip: link, edge speed and queueing, frame size at this cut.
+      link_->Record(static_cast<double>(call->frame.size()) + response_bytes, timings.network_ms);
+      {
+        Estimates& e = *estimates_;
+        std::lock_guard<std::mutex> lock(e.mutex);
+        bool known = e.edge_tail_known[call->split];
+        Smooth(&e.edge_tail_ms[call->split], timings.edge_compute_ms, &known);
+        e.edge_tail_known[call->split] = known;
+        if (e.tail_macs[call->split] > 0) {
+          Smooth(&e.edge_ms_per_mac, timings.edge_compute_ms / e.tail_macs[call->split],
+                 &e.edge_speed_known);
+        }
+        Smooth(&e.edge_queue_ms, timings.edge_queue_ms, &e.queue_known);
+        known = e.frame_known[call->split];
+        Smooth(&e.frame_bytes[call->split], static_cast<double>(call->frame.size()), &known);
+        e.frame_known[call->split] = known;
+      }
+      instruments_->network->Observe(timings.network_ms / 1000.0);
+      call->result.outputs = std::move(outputs);
+      call->result.placement = Placement::kEdge;
+      call->result.edge = edge.target();
+      return Complete(call, std::move(call->result));
+    }
   }
-  return outputs;
+  edge.ReportFailure();
+  Count(instruments_->edge_failures, {edge.target()});
+  // One retry, on the next available edge (or this one again after a new stream), when time
+  // allows; then the device answers.
+  if (!call->retried && MillisUntil(call->deadline) > 0) {
+    std::optional<size_t> next = NextAvailableEdge(edge_index + 1);
+    if (!next.has_value()) next = NextAvailableEdge(0);
+    if (next.has_value()) {
+      Post([this, call, next = *next] { Offload(call, next, /*retry=*/true); });
+      return;
+    }
+  }
+  FinishLocally(call, std::string(status.message()));
+}
+
+Clock::time_point Runtime::EdgeDeadline(const Call& call) const {
+  const size_t segments = bundle_->manifest().segments.size();
+  if (!options_.local_fallback || bundle_->num_loaded_segments() < segments) {
+    return call.deadline;  // a late answer is all the device would have
+  }
+  // Leave the device the time it needs to finish the request itself, so a fallback still
+  // answers by the deadline.
+  double local_ms = 0;
+  {
+    std::lock_guard<std::mutex> lock(estimates_->mutex);
+    for (size_t i = call.split; i < segments; ++i) local_ms += estimates_->device_ms[i];
+  }
+  return call.deadline - std::chrono::duration_cast<Clock::duration>(
+                             std::chrono::duration<double, std::milli>(local_ms));
+}
+
+void Runtime::FinishLocally(std::shared_ptr<Call> call, std::string reason) {
+  Post([this, call, reason = std::move(reason)]() mutable {
+    if (call->completed) return;  // a probe, or already answered
+    call->result.fallback_reason = std::move(reason);
+    const size_t held = bundle_->num_loaded_segments();
+    const size_t last = bundle_->manifest().segments.size() - 1;
+    if (options_.local_fallback && held > last) {
+      if (call->split <= last) {
+        absl::StatusOr<bool> exited = RunOnDevice(*call, call->split, last);
+        if (!exited.ok()) return Complete(call, exited.status());
+        if (*exited) return Complete(call, std::move(call->result));
+      }
+      call->result.outputs.clear();
+      if (absl::Status flat = common::FlattenTensors(call->value, &call->result.outputs);
+          !flat.ok()) {
+        return Complete(call, flat);
+      }
+      call->result.placement = Placement::kDeviceFallback;
+      return Complete(call, std::move(call->result));
+    }
+    if (call->best_logits.has_value()) {
+      call->result.outputs = {*call->best_logits};
+      call->result.exit_cut = call->best_exit_cut;
+      call->result.placement = Placement::kDegraded;
+      return Complete(call, std::move(call->result));
+    }
+    Complete(call, absl::UnavailableError(absl::StrCat(
+                       "no answer: ", call->result.fallback_reason,
+                       options_.local_fallback ? "; the device holds too few segments to finish"
+                                               : "; local fallback is off")));
+  });
+}
+
+void Runtime::MaybeProbe(const Call& call) {
+  if (!call.probe_due || call.probe_candidates.empty()) return;
+  const std::optional<size_t> edge = NextAvailableEdge(0);
+  if (!edge.has_value()) {
+    Count(instruments_->probes, {"no-edge"});
+    return;
+  }
+  // Alternate between the candidate activations so the link sees several sizes.
+  const auto& [segment, activation] =
+      call.probe_candidates[next_request_id_.load() % call.probe_candidates.size()];
+  const common::BundleManifest& manifest = bundle_->manifest();
+  const int cut = manifest.segments[segment].begin_cut;
+  const common::CutInfo* info = manifest.FindCut(cut);
+  auto frame = common::EncodeFrame(
+      activation, options_.codec.value_or(info != nullptr ? info->codec : common::CodecSpec{}));
+  if (!frame.ok()) return;
+  auto probe = std::make_shared<Call>();
+  probe->start = Clock::now();
+  probe->deadline = probe->start + std::max(options_.deadline, std::chrono::milliseconds(1000));
+  probe->split = segment;
+  probe->result.cut_id = cut;
+  probe->frame = *std::move(frame);
+  probe->retried = true;  // probes never retry
+  auto attempt = std::make_shared<Attempt>(*pool_);
+  attempt->request_id = next_request_id_.fetch_add(1);
+  attempt->edge = *edge;
+  attempt->sent = Clock::now();
+  v1::InferRequest request;
+  request.set_request_id(attempt->request_id);
+  request.set_bundle_id(bundle_->id());
+  request.set_cut_id(cut);
+  request.set_activation(probe->frame);
+  request.set_timeout_us(static_cast<uint64_t>(MillisUntil(probe->deadline) * 1000));
+  {
+    std::lock_guard<std::mutex> lock(calls_mutex_);
+    ++calls_in_flight_;  // the destructor waits for probes too
+  }
+  auto finish = [this](const char* outcome) {
+    Count(instruments_->probes, {outcome});
+    std::lock_guard<std::mutex> lock(calls_mutex_);
+    --calls_in_flight_;
+    calls_done_.notify_all();
+  };
+  attempt->timer.expires_at(probe->deadline);
+  attempt->timer.async_wait([this, attempt, finish](const boost::system::error_code& error) {
+    if (error || attempt->settled.exchange(true)) return;
+    edges_[attempt->edge]->Abandon(attempt->request_id);
+    edges_[attempt->edge]->ReportFailure();
+    finish("late");
+  });
+  edges_[*edge]->Send(std::move(request),
+                      [this, probe, attempt, finish](absl::StatusOr<v1::InferResponse> response) {
+                        if (attempt->settled.exchange(true)) return;
+                        attempt->timer.cancel();
+                        const bool ok = response.ok() && response->status_code() == 0;
+                        if (ok) {
+                          // Learn from it exactly as from a real answer, then drop the answer.
+                          probe->done = [](absl::StatusOr<Result>) {};
+                          probe->completed = true;  // so OnEdgeAnswer's Complete is a no-op
+                          OnEdgeAnswer(probe, attempt->edge, attempt->sent, std::move(response));
+                        } else {
+                          edges_[attempt->edge]->ReportFailure();
+                        }
+                        finish(ok ? "ok" : "failed");
+                      });
+}
+
+void Runtime::Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result) {
+  if (call->completed.exchange(true)) return;
+  if (result.ok()) {
+    result->timings.total_ms = MillisSince(call->start);
+    Count(instruments_->requests, {PlacementName(result->placement)});
+    if (result->placement == Placement::kDeviceExit && result->exit_cut) {
+      Count(instruments_->exits, {absl::StrCat(*result->exit_cut)});
+    }
+    instruments_->latency->Observe(result->timings.total_ms / 1000.0);
+    instruments_->device_compute->Observe(result->timings.device_compute_ms / 1000.0);
+  } else {
+    Count(instruments_->requests, {"error"});
+  }
+  const LinkEstimate link = link_->Current();
+  instruments_->rtt->Set(link.rtt_ms / 1000.0);
+  instruments_->bandwidth->Set(link.bytes_per_ms * 1000.0);
+  call->done(std::move(result));
+  std::lock_guard<std::mutex> lock(calls_mutex_);
+  --calls_in_flight_;
+  calls_done_.notify_all();
 }
 
 }  // namespace cleave::device

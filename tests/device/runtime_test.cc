@@ -1,7 +1,6 @@
 #include "cleave/device/runtime.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -10,7 +9,6 @@
 
 #include "cleave/common/bundle.h"
 #include "cleave/edge_server/edge_server.h"
-#include "cleave/partitioner/exit_heads.h"
 #include "tests/support/test_support.h"
 
 namespace cleave::device {
@@ -38,10 +36,19 @@ class RuntimeTest : public ::testing::Test {
 
   std::string EdgeAddress() const { return "127.0.0.1:" + std::to_string(edge_->port()); }
 
+  // Options that always offload at the bundle's first cut (the adaptive policy would keep
+  // this tiny model on the device).
+  RuntimeOptions FixedCutOptions(std::vector<std::string> edges) {
+    RuntimeOptions options;
+    options.edges = std::move(edges);
+    options.offload_cut =
+        (*common::Bundle::Load(dir_.File("bundles/residual")))->manifest().cuts[0].id;
+    return options;
+  }
+
   // A runtime against the test's edge with a deadline no loaded machine misses.
   std::unique_ptr<Runtime> MakeEdgeRuntime() {
-    RuntimeOptions options;
-    options.edge = EdgeAddress();
+    RuntimeOptions options = FixedCutOptions({EdgeAddress()});
     options.deadline = std::chrono::seconds(30);
     return MakeRuntime(options);
   }
@@ -101,8 +108,7 @@ TEST_F(RuntimeTest, ManyThreadsShareOneRuntimeAndStream) {
 }
 
 TEST_F(RuntimeTest, UnreachableEdgeFallsBackToTheDeviceWithinTheDeadline) {
-  RuntimeOptions options;
-  options.edge = "127.0.0.1:1";  // nothing listens there
+  RuntimeOptions options = FixedCutOptions({"127.0.0.1:1"});  // nothing listens there
   options.deadline = std::chrono::milliseconds(500);
   auto runtime = MakeRuntime(options);
   ASSERT_NE(runtime, nullptr);
@@ -119,8 +125,7 @@ TEST_F(RuntimeTest, UnreachableEdgeFallsBackToTheDeviceWithinTheDeadline) {
 }
 
 TEST_F(RuntimeTest, WithoutFallbackAnUnreachableEdgeIsAnError) {
-  RuntimeOptions options;
-  options.edge = "127.0.0.1:1";
+  RuntimeOptions options = FixedCutOptions({"127.0.0.1:1"});
   options.deadline = std::chrono::milliseconds(300);
   options.local_fallback = false;
   auto runtime = MakeRuntime(options);
@@ -135,8 +140,7 @@ TEST_F(RuntimeTest, WithoutFallbackAnUnreachableEdgeIsAnError) {
 TEST_F(RuntimeTest, EdgeThatGoesAwayAndComesBackIsUsedAgain) {
   StartEdge();
   const std::string address = EdgeAddress();
-  RuntimeOptions options;
-  options.edge = address;
+  RuntimeOptions options = FixedCutOptions({address});
   options.deadline = std::chrono::seconds(5);
   auto runtime = MakeRuntime(options);
   ASSERT_NE(runtime, nullptr);
@@ -187,27 +191,11 @@ TEST_F(RuntimeTest, BadOffloadCutAndBadInputAreErrors) {
   EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-// Attaches an (untrained) exit head after the first cut with the given threshold.
-void AddExit(const std::string& dir, double threshold) {
-  auto bundle = common::Bundle::Load(dir);
-  ASSERT_TRUE(bundle.ok());
-  const common::CutInfo& cut = (*bundle)->manifest().cuts.front();
-  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(3);
-  auto head = partitioner::BuildExitHead(partitioner::HeadKind::kPoolLinear, cut.tensor.shape, 10,
-                                         generator);
-  ASSERT_TRUE(head.ok());
-  ASSERT_TRUE(
-      partitioner::AddExitsToBundle(dir, {cut.id}, {*head}, partitioner::HeadKind::kPoolLinear)
-          .ok());
-  common::BundleManifest manifest = (*common::Bundle::Load(dir))->manifest();
-  manifest.exits.front().threshold = threshold;
-  ASSERT_TRUE(partitioner::RewriteManifest(dir, manifest).ok());
-}
-
 TEST_F(RuntimeTest, ConfidentSamplesNeverTouchTheNetwork) {
-  AddExit(dir_.File("bundles/residual"), 0.0);  // every sample is confident enough
+  testing::AddUntrainedExit(dir_.File("bundles/residual"),
+                            0.0);  // every sample is confident enough
   RuntimeOptions options;
-  options.edge = "127.0.0.1:1";  // unreachable: any attempt would show as a fallback
+  options.edges = {"127.0.0.1:1"};  // unreachable: any attempt would show as a fallback
   options.offload_cut =
       (*common::Bundle::Load(dir_.File("bundles/residual")))->manifest().cuts[1].id;
   auto runtime = MakeRuntime(options);
@@ -224,7 +212,8 @@ TEST_F(RuntimeTest, ConfidentSamplesNeverTouchTheNetwork) {
 }
 
 TEST_F(RuntimeTest, UnsureSamplesContinueToTheEdge) {
-  AddExit(dir_.File("bundles/residual"), 1.0);  // an untrained head is never that sure
+  testing::AddUntrainedExit(dir_.File("bundles/residual"),
+                            1.0);  // an untrained head is never that sure
   StartEdge();
   auto runtime = MakeEdgeRuntime();
   ASSERT_NE(runtime, nullptr);

@@ -5,6 +5,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "cleave/common/bundle.h"
+#include "cleave/common/files.h"
+#include "cleave/common/tensor_frame.h"
 #include "cleave/device/runtime.h"
 #include "cleave/partitioner/reference_model.h"
 #include "nlohmann/json.hpp"
@@ -24,9 +31,10 @@ TEST(SplitInferenceTest, EdgeProcessServesTheSplitModelExactly) {
   ASSERT_TRUE(edge.running()) << edge.Log();
 
   device::RuntimeOptions options;
-  options.edge = edge.address();
+  options.edges = {edge.address()};
   options.deadline = std::chrono::seconds(30);
   options.local_fallback = false;
+  options.offload_cut = (*common::Bundle::Load(dir.File("bundles/concat")))->manifest().cuts[0].id;
   auto runtime = device::Runtime::Create(dir.File("bundles/concat"), options);
   ASSERT_TRUE(runtime.ok()) << runtime.status();
   EXPECT_EQ((*runtime)->bundle().id(), bundle_id);
@@ -62,17 +70,84 @@ TEST(SplitInferenceTest, DeviceCliOverFashionMnistAgreesWithUnsplitModel) {
   ASSERT_EQ(split.exit_code, 0) << split.output;
   testing::EdgeProcess edge(dir.File("bundles"));
   ASSERT_TRUE(edge.running()) << edge.Log();
-  auto run = testing::RunCommand(testing::BinaryPath("cleave-device") + " --bundle " +
-                                     dir.File("bundles/ref") + " --edge " + edge.address() +
-                                     " --limit 50 --deadline-ms 30000 --no-fallback --json" +
-                                     " --reference " + model,
-                                 /*merge_stderr=*/false);
+  auto run = testing::RunCommand(
+      testing::BinaryPath("cleave-device") + " --bundle " + dir.File("bundles/ref") + " --edge " +
+          edge.address() + " --cut 5 --limit 50 --deadline-ms 30000 --no-fallback --json" +
+          " --reference " + model,
+      /*merge_stderr=*/false);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const auto summary = nlohmann::json::parse(run.output);
   EXPECT_EQ(summary["requests"], 50);
   EXPECT_EQ(summary["placements"]["edge"], 50);
   EXPECT_EQ(summary["agreement_with_unsplit"], 1.0);
   EXPECT_GT(summary["bytes_per_request"].get<double>(), 0.0);
+}
+
+TEST(SplitInferenceTest, DeviceCliRunsFramesFailsOverAndExportsTelemetry) {
+  testing::TempDir dir;
+  testing::WriteTestBundle(testing::ResidualModel(), dir.path(), "bundles/residual",
+                           {"stem", "block1"});
+  std::filesystem::create_directories(dir.File("frames"));
+  for (int i = 0; i < 6; ++i) {
+    auto frame = common::EncodeFrame(at::rand({1, 3, 8, 8}));
+    ASSERT_TRUE(frame.ok());
+    ASSERT_TRUE(
+        common::WriteFileAtomically(dir.File("frames/" + std::to_string(i) + ".frame"), *frame)
+            .ok());
+  }
+  testing::EdgeProcess edge(dir.File("bundles"));
+  ASSERT_TRUE(edge.running()) << edge.Log();
+  // The first edge is down: every request fails over to the second.
+  auto run = testing::RunCommand(testing::BinaryPath("cleave-device") + " --bundle " +
+                                     dir.File("bundles/residual") + " --edge 127.0.0.1:1 --edge " +
+                                     edge.address() + " --cut stem --inputs " + dir.File("frames") +
+                                     " --in-flight 3 --deadline-ms 20000 --no-fallback --json" +
+                                     " --telemetry-json " + dir.File("telemetry.json") +
+                                     " --telemetry-prometheus " + dir.File("telemetry.prom"),
+                                 /*merge_stderr=*/false);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto summary = nlohmann::json::parse(run.output);
+  EXPECT_EQ(summary["requests"], 6);
+  EXPECT_EQ(summary["placements"]["edge"], 6);
+  EXPECT_FALSE(summary.contains("accuracy"));  // frames carry no labels
+  EXPECT_GT(summary["latency_ms"]["p99"].get<double>(), 0.0);
+
+  // Telemetry: counts and timings only, never a tensor value.
+  const auto telemetry = nlohmann::json::parse(*common::ReadFile(dir.File("telemetry.json")));
+  std::set<std::string> families;
+  for (const auto& family : telemetry["metrics"]) families.insert(family["name"]);
+  const std::set<std::string> known = {"cleave_device_requests_total",
+                                       "cleave_device_exits_total",
+                                       "cleave_device_offloads_total",
+                                       "cleave_device_edge_failures_total",
+                                       "cleave_device_probes_total",
+                                       "cleave_device_sent_bytes_total",
+                                       "cleave_device_request_seconds",
+                                       "cleave_device_compute_seconds",
+                                       "cleave_device_network_seconds",
+                                       "cleave_device_link_rtt_seconds",
+                                       "cleave_device_link_bandwidth_bytes_per_second"};
+  for (const std::string& family : families) EXPECT_EQ(known.count(family), 1u) << family;
+  EXPECT_EQ(families.count("cleave_device_offloads_total"), 1u);
+  EXPECT_EQ(families.count("cleave_device_request_seconds"), 1u);
+  const std::string prometheus = *common::ReadFile(dir.File("telemetry.prom"));
+  EXPECT_THAT(prometheus, HasSubstr("cleave_device_requests_total{placement=\"edge\"} 6"));
+  EXPECT_THAT(prometheus, HasSubstr("cleave_device_edge_failures_total{edge=\"127.0.0.1:1\"}"));
+}
+
+TEST(SplitInferenceTest, DeviceCliNamesAnUnknownCutAndAnEmptyFrameFolder) {
+  testing::TempDir dir;
+  testing::WriteTestBundle(testing::ResidualModel(), dir.path(), "bundles/residual", {"stem"});
+  const std::string device =
+      testing::BinaryPath("cleave-device") + " --bundle " + dir.File("bundles/residual");
+  auto unknown = testing::RunCommand(device + " --cut layer9");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.output, HasSubstr("--cut layer9"));
+  EXPECT_THAT(unknown.output, HasSubstr("stem"));
+  std::filesystem::create_directories(dir.File("empty"));
+  auto empty = testing::RunCommand(device + " --inputs " + dir.File("empty"));
+  EXPECT_EQ(empty.exit_code, 1);
+  EXPECT_THAT(empty.output, HasSubstr("holds no *.frame files"));
 }
 
 }  // namespace

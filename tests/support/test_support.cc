@@ -15,8 +15,10 @@
 #include <sstream>
 #include <thread>
 
+#include "cleave/common/bundle.h"
 #include "cleave/common/torchscript_io.h"
 #include "cleave/partitioner/bundle_writer.h"
+#include "cleave/partitioner/exit_heads.h"
 #include "cleave/partitioner/script_modules.h"
 #include "gtest/gtest.h"
 
@@ -150,10 +152,27 @@ def forward(self, x):
   return module;
 }
 
+Module FunnelModel() {
+  Module module = partitioner::NewScriptModule("FunnelNet");
+  module.register_module("stem", Conv(3, 32, true));
+  module.register_module("mid", Conv(32, 32, true));
+  module.register_module("fc", Linear(32, 10));
+  module.define(R"(
+def forward(self, x):
+    h = self.stem.forward(x)
+    p = torch.max_pool2d(h, [4, 4])
+    y = self.mid.forward(p)
+    return self.fc.forward(torch.mean(y, [2, 3]))
+)");
+  module.eval();
+  return module;
+}
+
 std::string WriteTestBundle(const Module& module, const std::string& dir, const std::string& bundle,
-                            const std::vector<std::string>& cut_names) {
+                            const std::vector<std::string>& cut_names,
+                            const std::vector<int64_t>& input_shape) {
   const std::string model_path = SaveModel(module, (fs::path(dir) / "model.pt").string());
-  auto model = partitioner::ModelGraph::Load(model_path, {{1, 3, 8, 8}});
+  auto model = partitioner::ModelGraph::Load(model_path, {input_shape});
   EXPECT_TRUE(model.ok()) << model.status();
   if (!model.ok()) return "";
   std::vector<int> ids;
@@ -175,6 +194,22 @@ std::string WriteTestBundle(const Module& module, const std::string& dir, const 
   auto written = partitioner::WriteBundle(**model, ids, (fs::path(dir) / bundle).string(), options);
   EXPECT_TRUE(written.ok()) << written.status();
   return written.ok() ? written->id : "";
+}
+
+void AddUntrainedExit(const std::string& bundle_dir, double threshold) {
+  auto bundle = common::Bundle::Load(bundle_dir);
+  ASSERT_TRUE(bundle.ok()) << bundle.status();
+  const common::CutInfo& cut = (*bundle)->manifest().cuts.front();
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(3);
+  auto head = partitioner::BuildExitHead(partitioner::HeadKind::kPoolLinear, cut.tensor.shape, 10,
+                                         generator);
+  ASSERT_TRUE(head.ok()) << head.status();
+  ASSERT_TRUE(partitioner::AddExitsToBundle(bundle_dir, {cut.id}, {*head},
+                                            partitioner::HeadKind::kPoolLinear)
+                  .ok());
+  common::BundleManifest manifest = (*common::Bundle::Load(bundle_dir))->manifest();
+  manifest.exits.front().threshold = threshold;
+  ASSERT_TRUE(partitioner::RewriteManifest(bundle_dir, manifest).ok());
 }
 
 std::string SaveModel(const Module& module, const std::string& path) {
@@ -257,6 +292,15 @@ int EdgeProcess::Stop() {
   waitpid(pid_, &status, 0);
   pid_ = -1;
   return -1;
+}
+
+void EdgeProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  port_ = 0;
 }
 
 std::string EdgeProcess::Log() const {

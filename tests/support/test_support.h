@@ -34,12 +34,21 @@ torch::jit::Module TupleOutputModel();  // -> (logits [N, 10], (features [N, 8],
 torch::jit::Module DictOutputModel();   // -> {"logits": [N, 10], "features": [N, 8]}
 torch::jit::Module ControlFlowModel();  // an if/else on a tensor value inside the model
 torch::jit::Module SingleOpModel();     // x * 2: no cut inside
+// Takes [N, 3, 32, 32]: a wide stem (32 x 32 x 32, larger than the input), a pool that
+// shrinks it 16-fold ("pool"), a conv ("mid") and a pooled linear -> [N, 10]. Where to split
+// it depends on the link, as for real CNNs.
+torch::jit::Module FunnelModel();
 
 // Saves `module` to `dir`/model.pt, splits it at the cuts named `cut_names` (node
 // granularity names such as "stem", "block1") into the bundle folder `dir`/`bundle`, and
 // returns the bundle id. Fails the current test on error.
 std::string WriteTestBundle(const torch::jit::Module& module, const std::string& dir,
-                            const std::string& bundle, const std::vector<std::string>& cut_names);
+                            const std::string& bundle, const std::vector<std::string>& cut_names,
+                            const std::vector<int64_t>& input_shape = {1, 3, 8, 8});
+
+// Attaches an untrained pool-linear exit head after the bundle's first cut and sets its
+// threshold (0: every sample exits there; 1: none does). Fails the current test on error.
+void AddUntrainedExit(const std::string& bundle_dir, double threshold);
 
 // Saves `module` to `path` and returns `path`.
 std::string SaveModel(const torch::jit::Module& module, const std::string& path);
@@ -73,6 +82,8 @@ class EdgeProcess {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   // Sends SIGTERM and returns the exit code (or -1 if it did not exit within 20 s).
   int Stop();
+  // Sends SIGKILL (a crash: nothing drains) and reaps the process.
+  void Kill();
   // What the process wrote to stdout/stderr so far.
   std::string Log() const;
 

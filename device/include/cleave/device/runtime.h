@@ -1,11 +1,12 @@
-// cleave::device::Runtime — what a robotics stack links against. It loads a bundle, runs the
-// first segments on the device, sends the activation at the offload cut to the edge over one
-// long-lived gRPC stream, and returns the edge's answer. After each segment that ends at a
-// calibrated exit head it evaluates the head and answers locally when it is confident. When the
-// edge fails or cannot answer within the deadline and the device holds the remaining segments, it
-// finishes locally, so a control loop never waits on the network for longer than its deadline.
+// cleave::device::Runtime — what a robotics stack links against. It loads a bundle, and for
+// each input runs segments on the device, evaluating exit heads on the way (a confident one
+// answers locally, without the network); otherwise it encodes the activation at the cut its
+// policy picks from live estimates of the link, the edge and its own speed, streams it to an
+// edge over one long-lived gRPC stream, and returns the edge's answer. When no edge can answer
+// within the deadline it finishes on the device, or returns its best local answer marked
+// degraded: a control loop never waits on the network past its deadline.
 //
-// Thread-safety: Infer may be called from many threads at once.
+// Thread-safety: every public method may be called from many threads at once.
 #ifndef CLEAVE_DEVICE_RUNTIME_H_
 #define CLEAVE_DEVICE_RUNTIME_H_
 
@@ -13,49 +14,77 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "cleave/common/bundle.h"
-#include "cleave/common/tensor_frame.h"
+#include "cleave/common/frame_codec.h"
+#include "cleave/common/metrics.h"
+#include "cleave/device/edge_client.h"
+#include "cleave/device/link_estimator.h"
+#include "cleave/device/offload_policy.h"
+
+namespace boost::asio {
+class thread_pool;
+}
 
 namespace cleave::device {
 
-class EdgeClient;
-
 struct RuntimeOptions {
-  // Edge address host:port; empty runs every segment on the device.
-  std::string edge;
-  // The cut whose activation goes to the edge; defaults to the bundle's first cut. 0 sends
-  // the raw input (everything runs on the edge).
+  // Edges in order of preference; each host:port or any gRPC target ("ipv4:a:p,b:p" with
+  // edge_client.load_balancing = "round_robin" spreads over several). Empty: device only.
+  std::vector<std::string> edges;
+  EdgeClientOptions edge_client;
+  // Where to split. Default: LatencyPolicy. `offload_cut` is a shorthand for FixedCutPolicy.
+  std::shared_ptr<const OffloadPolicy> policy;
   std::optional<int> offload_cut;
-  // Default per-call budget for the edge round trip.
+  // Default per-call budget: the time by which the edge's answer must be in.
   std::chrono::milliseconds deadline{1000};
-  // Finish on the device when the edge fails (needs every segment on the device).
+  // The device holds only the first N segments (default: all). With all of them it can
+  // always finish a request itself; with fewer, a failed offload returns a degraded answer.
+  std::optional<size_t> device_segments;
+  // When the edge fails, finish on the device if it can (otherwise return the error).
   bool local_fallback = true;
-  // How activations are encoded; defaults to the codec the bundle records for each cut
-  // (raw for cut 0, the input).
+  // How activations are encoded; defaults to the codec the bundle records for each cut.
   std::optional<common::CodecSpec> codec;
+  // Threads running device segments for InferAsync (and Infer).
+  size_t threads = 2;
+  // What the runtime assumes before measuring: the link, and how much faster the edge
+  // computes than this device.
+  LinkEstimate link_prior{5.0, 2500.0};  // 5 ms, 20 Mbit/s
+  double edge_speedup_prior = 4.0;
+  // While requests stay on the device, one in this interval is also sent to the edge in the
+  // background (its answer unused) so the link estimate stays fresh and a recovered link is
+  // noticed. 0 disables probing.
+  std::chrono::milliseconds probe_interval{250};
+  // Emulation knob for evaluations: device compute takes this many times longer (the extra
+  // time is slept). 1 in production.
+  double device_slowdown = 1.0;
 };
 
 struct InferOptions {
   std::optional<std::chrono::milliseconds> deadline;  // overrides RuntimeOptions::deadline
-  std::optional<int> offload_cut;                     // overrides RuntimeOptions::offload_cut
+  std::optional<int> offload_cut;                     // overrides the policy for this call
 };
 
 // Where a request's answer was computed.
 enum class Placement {
-  kDevice,          // every segment on the device (no edge configured)
+  kDevice,          // every segment on the device: the policy (or no edge) said so
   kEdge,            // the edge ran the segments after the offload cut
   kDeviceFallback,  // the edge failed or was too slow; the device finished the model
   kDeviceExit,      // an exit head on the device was confident enough: no network at all
+  kDegraded,        // the edge failed and the device holds too few segments: best local answer
 };
 
-// Returns "device", "edge", "device-fallback" or "device-exit".
+// Returns "device", "edge", "device-fallback", "device-exit" or "degraded".
 [[nodiscard]] const char* PlacementName(Placement placement);
 
 struct Timings {
@@ -68,49 +97,93 @@ struct Timings {
 };
 
 struct Result {
-  std::vector<at::Tensor> outputs;  // the model's output, flattened depth-first
-  int cut_id = 0;                   // the offload cut used
+  std::vector<at::Tensor> outputs;  // the model's output flattened, or the exit head's logits
+  int cut_id = 0;                   // the offload cut (for kEdge), else where the device stopped
+  std::optional<int> exit_cut;      // the exit that answered (kDeviceExit, kDegraded)
   Placement placement = Placement::kDevice;
+  double confidence = 0;  // of the last exit head evaluated (0 if none)
   Timings timings;
   uint64_t bytes_sent = 0;
-  std::string fallback_reason;  // why the edge was not used, for kDeviceFallback
-  std::optional<int> exit_cut;  // the exit that answered, for kDeviceExit (outputs = its logits)
-  double confidence = 0;        // of the last exit head evaluated (0 if none)
+  std::string fallback_reason;  // why the edge's answer was not used (fallback, degraded)
+  std::string edge;             // the edge that answered (kEdge)
 };
 
 class Runtime {
  public:
-  // Loads the bundle at `bundle_dir` (all segments, hash-checked). INVALID_ARGUMENT for an
-  // offload cut the bundle cannot resume from.
+  // Loads the bundle at `bundle_dir` (hash-checked), warms its segments up on a sample (which
+  // also measures them), and prepares one client per edge. INVALID_ARGUMENT for options the
+  // bundle cannot honour (an offload cut it cannot resume from, zero device segments).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Runtime>> Create(
       const std::string& bundle_dir, const RuntimeOptions& options);
+  // Waits for requests still running (each ends by its deadline), then closes the edges.
   ~Runtime();
 
-  // Runs one input ([N, ...] as the bundle's input) through the split model.
-  // Returns INVALID_ARGUMENT for an input the model rejects, UNAVAILABLE / DEADLINE_EXCEEDED
-  // when the edge fails and local fallback is off.
+  // Runs one input ([N, ...] as the bundle's input) and returns its result. INVALID_ARGUMENT
+  // for an input the model rejects; UNAVAILABLE / DEADLINE_EXCEEDED when no edge answered
+  // and the device can give no answer of its own.
   [[nodiscard]] absl::StatusOr<Result> Infer(const at::Tensor& input,
                                              const InferOptions& options = {});
 
+  // The same, asynchronously: device segments run on the runtime's thread pool, the network
+  // wait occupies no thread. `done` is called exactly once, on a runtime or gRPC thread; it
+  // must not block.
+  void InferAsync(at::Tensor input, InferOptions options,
+                  std::function<void(absl::StatusOr<Result>)> done);
+  [[nodiscard]] std::future<absl::StatusOr<Result>> InferAsync(at::Tensor input,
+                                                               InferOptions options = {});
+
+  // Counters and histograms of what the runtime did (placements, exits, offload cuts, edge
+  // failures, latency, bytes, link estimate). Never any input, activation or output value.
+  [[nodiscard]] std::string TelemetryJson() const { return metrics_.RenderJson(); }
+  [[nodiscard]] std::string TelemetryPrometheus() const { return metrics_.RenderPrometheusText(); }
+
+  [[nodiscard]] LinkEstimate link() const { return link_->Current(); }
   const common::Bundle& bundle() const { return *bundle_; }
 
  private:
+  struct Call;
+  struct Estimates;
+
   Runtime() = default;
+  absl::Status Initialize(const std::string& bundle_dir, const RuntimeOptions& options);
 
-  // Runs segments first..last on the device, evaluating every calibrated exit on the way.
-  // Returns true (result filled) when an exit was confident enough.
-  absl::StatusOr<bool> RunOnDevice(size_t first, size_t last, c10::IValue* value,
-                                   Result* result) const;
+  // Steps of one call (Call holds its state; each step runs on a pool or gRPC thread).
+  void Start(std::shared_ptr<Call> call);
+  void Offload(std::shared_ptr<Call> call, size_t edge_index, bool retry);
+  void OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index,
+                    std::chrono::steady_clock::time_point sent,
+                    absl::StatusOr<v1::InferResponse> response);
+  void FinishLocally(std::shared_ptr<Call> call, std::string reason);
+  // When the edge's answer must be in: the call's deadline, less the time the device needs to
+  // finish the request itself when it can.
+  std::chrono::steady_clock::time_point EdgeDeadline(const Call& call) const;
+  void Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result);
 
-  // Sends `activation` for cut `cut_id` and waits until `deadline` for the outputs.
-  absl::StatusOr<std::vector<at::Tensor>> CallEdge(int cut_id, const std::string& frame,
-                                                   std::chrono::steady_clock::time_point deadline,
-                                                   Timings* timings);
+  // Runs segments [first, last] on the device, evaluating calibrated exits on the way.
+  // Returns true when an exit answered (the call's result is then filled).
+  absl::StatusOr<bool> RunOnDevice(Call& call, size_t first, size_t last);
+  PolicyInput MakePolicyInput(double budget_ms) const;
+  std::optional<size_t> NextAvailableEdge(size_t from) const;
+  void MaybeProbe(const Call& call);
+  void Post(std::function<void()> work);
 
   RuntimeOptions options_;
   std::shared_ptr<const common::Bundle> bundle_;
-  std::unique_ptr<EdgeClient> edge_;
+  std::shared_ptr<const OffloadPolicy> policy_;
+  std::vector<std::unique_ptr<EdgeClient>> edges_;
+  std::unique_ptr<LinkEstimator> link_;
+  std::unique_ptr<Estimates> estimates_;
+  std::unique_ptr<boost::asio::thread_pool> pool_;
   std::atomic<uint64_t> next_request_id_{1};
+  std::atomic<int64_t> last_probe_ns_{0};
+
+  mutable common::MetricsRegistry metrics_;
+  struct Instruments;
+  std::unique_ptr<Instruments> instruments_;
+
+  std::mutex calls_mutex_;
+  std::condition_variable calls_done_;
+  int calls_in_flight_ = 0;
 };
 
 }  // namespace cleave::device

@@ -1,0 +1,243 @@
+// Device runtime overhead: what cleave::device::Runtime adds per request outside model
+// compute and the codec — policy, estimates, telemetry, thread hand-offs, the edge client's
+// stream and timers — measured against hand-written baselines in the same run, rounds
+// interleaved so machine drift hits every variant alike:
+//
+//   offload  Runtime::Infer at a fixed cut   vs  front segments + EncodeFrame + one write/read
+//            on a bare synchronous gRPC stream to the same edge + DecodeFrame of the answer
+//   local    Runtime::Infer, no edge         vs  every segment's plain forward
+//
+// Overhead = median runtime latency - median baseline latency, reported as a share of the
+// front segments' plain forward (the device compute of an offloaded request).
+//
+//   device_overhead_bench --bundle DIR --edge HOST:PORT [--cut ID] [--requests 400]
+//                         [--rounds 5] [--data DIR] [--json FILE]
+#include <ATen/Parallel.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench/bench_report.h"
+#include "cleave/common/bundle.h"
+#include "cleave/common/idx_dataset.h"
+#include "cleave/common/stats.h"
+#include "cleave/common/status_macros.h"
+#include "cleave/common/tensor_frame.h"
+#include "cleave/common/text_table.h"
+#include "cleave/device/runtime.h"
+#include "cleave/v1/inference.grpc.pb.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+struct BenchOptions {
+  std::string bundle, edge, data = cleave::common::kFashionMnistDir;
+  std::string json_path = "results/device_overhead.json";
+  std::string cut;  // id or name; empty: the bundle's last cut
+  int requests = 400;
+  int rounds = 5;
+};
+
+// Times `run` over `images` (one request per image) and returns the median in microseconds.
+absl::StatusOr<double> MedianMicros(const at::Tensor& images, int requests,
+                                    const std::function<absl::Status(const at::Tensor&)>& run) {
+  std::vector<double> micros;
+  for (int i = 0; i < requests; ++i) {
+    const at::Tensor image = images.slice(0, i % images.size(0), i % images.size(0) + 1);
+    const Clock::time_point start = Clock::now();
+    CLEAVE_RETURN_IF_ERROR(run(image));
+    micros.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+  }
+  return cleave::common::Percentile(micros, 0.5);
+}
+
+// The hand-written offload: one synchronous bidirectional stream, a request written and its
+// answer read, nothing else.
+class BareClient {
+ public:
+  BareClient(const std::string& target, std::string bundle_id, int cut)
+      : channel_(grpc::CreateChannel(target, grpc::InsecureChannelCredentials())),
+        stub_(cleave::v1::Inference::NewStub(channel_)),
+        stream_(stub_->InferStream(&context_)),
+        bundle_id_(std::move(bundle_id)),
+        cut_(cut) {}
+  ~BareClient() {
+    stream_->WritesDone();
+    (void)stream_->Finish();
+  }
+
+  absl::StatusOr<at::Tensor> Call(std::string frame) {
+    cleave::v1::InferRequest request;
+    request.set_request_id(++next_id_);
+    request.set_bundle_id(bundle_id_);
+    request.set_cut_id(cut_);
+    request.set_activation(std::move(frame));
+    cleave::v1::InferResponse response;
+    if (!stream_->Write(request) || !stream_->Read(&response)) {
+      return absl::UnavailableError("the edge closed the bare stream");
+    }
+    if (response.status_code() != 0) return absl::InternalError(response.status_message());
+    return cleave::common::DecodeFrame(response.outputs(0));
+  }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<cleave::v1::Inference::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<cleave::v1::InferRequest, cleave::v1::InferResponse>>
+      stream_;
+  std::string bundle_id_;
+  int cut_;
+  uint64_t next_id_ = 0;
+};
+
+absl::Status Run(const BenchOptions& options, json* report) {
+  CLEAVE_ASSIGN_OR_RETURN(auto bundle, cleave::common::Bundle::Load(options.bundle));
+  const cleave::common::BundleManifest& manifest = bundle->manifest();
+  int cut = manifest.cuts.back().id;
+  if (!options.cut.empty() && !absl::SimpleAtoi(options.cut, &cut)) {
+    const auto named = std::find_if(manifest.cuts.begin(), manifest.cuts.end(),
+                                    [&](const auto& c) { return c.name == options.cut; });
+    if (named == manifest.cuts.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("no cut named ", options.cut));
+    }
+    cut = named->id;
+  }
+  CLEAVE_ASSIGN_OR_RETURN(const size_t split, bundle->SegmentStartingAt(cut));
+  if (split == 0) return absl::InvalidArgumentError("--cut must leave the device some segments");
+  const size_t last = manifest.segments.size() - 1;
+  const cleave::common::CutInfo* info = manifest.FindCut(cut);
+  const cleave::common::CodecSpec codec =
+      info != nullptr ? info->codec : cleave::common::CodecSpec{};
+  CLEAVE_ASSIGN_OR_RETURN(auto data, cleave::common::LoadFashionMnist(options.data, "t10k", 256));
+  const at::Tensor& images = data.images;
+
+  cleave::device::RuntimeOptions offload_options;
+  offload_options.edges = {options.edge};
+  offload_options.offload_cut = cut;
+  offload_options.deadline = std::chrono::seconds(10);
+  offload_options.local_fallback = false;
+  offload_options.probe_interval = std::chrono::milliseconds(0);
+  CLEAVE_ASSIGN_OR_RETURN(auto offload_runtime,
+                          cleave::device::Runtime::Create(options.bundle, offload_options));
+  cleave::device::RuntimeOptions local_options;
+  CLEAVE_ASSIGN_OR_RETURN(auto local_runtime,
+                          cleave::device::Runtime::Create(options.bundle, local_options));
+  BareClient bare(options.edge, bundle->id(), cut);
+
+  auto front = [&](const at::Tensor& image) {
+    return bundle->RunSegments(0, split - 1, {image}).status();
+  };
+  auto whole = [&](const at::Tensor& image) {
+    return bundle->RunSegments(0, last, {image}).status();
+  };
+  auto bare_offload = [&](const at::Tensor& image) -> absl::Status {
+    CLEAVE_ASSIGN_OR_RETURN(c10::IValue activation, bundle->RunSegments(0, split - 1, {image}));
+    CLEAVE_ASSIGN_OR_RETURN(std::string frame,
+                            cleave::common::EncodeFrame(activation.toTensor(), codec));
+    return bare.Call(std::move(frame)).status();
+  };
+  auto runtime_call = [](cleave::device::Runtime& runtime, cleave::device::Placement expected) {
+    return [&runtime, expected](const at::Tensor& image) -> absl::Status {
+      CLEAVE_ASSIGN_OR_RETURN(cleave::device::Result result, runtime.Infer(image));
+      if (result.placement != expected) {
+        return absl::InternalError(absl::StrCat("request ran on ",
+                                                cleave::device::PlacementName(result.placement),
+                                                ": ", result.fallback_reason));
+      }
+      return absl::OkStatus();
+    };
+  };
+  const std::vector<std::pair<std::string, std::function<absl::Status(const at::Tensor&)>>>
+      variants = {
+          {"front forward", front},
+          {"bare offload", bare_offload},
+          {"runtime offload", runtime_call(*offload_runtime, cleave::device::Placement::kEdge)},
+          {"whole forward", whole},
+          {"runtime local", runtime_call(*local_runtime, cleave::device::Placement::kDevice)},
+      };
+  // Warm up every path (TorchScript's profiling runs, the streams), then interleave rounds.
+  for (const auto& [name, run] : variants) {
+    CLEAVE_RETURN_IF_ERROR(MedianMicros(images, 50, run).status());
+  }
+  std::map<std::string, std::vector<double>> medians;
+  for (int round = 0; round < options.rounds; ++round) {
+    for (const auto& [name, run] : variants) {
+      CLEAVE_ASSIGN_OR_RETURN(double median, MedianMicros(images, options.requests, run));
+      medians[name].push_back(median);
+    }
+    std::cerr << "round " << round + 1 << "/" << options.rounds << " done\n";
+  }
+  std::map<std::string, double> us;
+  for (const auto& [name, values] : medians) us[name] = cleave::common::Percentile(values, 0.5);
+
+  const double front_us = us["front forward"];
+  const double offload_overhead = us["runtime offload"] - us["bare offload"];
+  const double local_overhead = us["runtime local"] - us["whole forward"];
+  cleave::common::TextTable table({"path", "median latency (us)", "vs baseline"});
+  table.AddRow({"front segments, plain forward", absl::StrFormat("%.1f", front_us), "-"});
+  table.AddRow({"bare offload (front + codec + raw gRPC)",
+                absl::StrFormat("%.1f", us["bare offload"]), "baseline"});
+  table.AddRow({"Runtime::Infer, offload at cut " + std::to_string(cut),
+                absl::StrFormat("%.1f", us["runtime offload"]),
+                absl::StrFormat("%+.1f us = %.2f%% of front compute", offload_overhead,
+                                100 * offload_overhead / front_us)});
+  table.AddRow(
+      {"every segment, plain forward", absl::StrFormat("%.1f", us["whole forward"]), "baseline"});
+  table.AddRow({"Runtime::Infer, device only", absl::StrFormat("%.1f", us["runtime local"]),
+                absl::StrFormat("%+.1f us = %.2f%% of front compute", local_overhead,
+                                100 * local_overhead / front_us)});
+  std::cout << "device_overhead_bench: bundle " << manifest.name << ", offload cut " << cut << ", "
+            << options.rounds << " interleaved rounds x " << options.requests
+            << " requests, medians (median over rounds)\n"
+            << table.Render();
+  (*report)["bundle"] = manifest.name;
+  (*report)["cut"] = cut;
+  (*report)["rounds"] = options.rounds;
+  (*report)["requests_per_round"] = options.requests;
+  (*report)["median_us"] = us;
+  (*report)["round_medians_us"] = medians;
+  (*report)["overhead_us"] = {{"offload", offload_overhead}, {"local", local_overhead}};
+  (*report)["overhead_share_of_front_compute"] = {{"offload", offload_overhead / front_us},
+                                                  {"local", local_overhead / front_us}};
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"device_overhead_bench: what cleave::device::Runtime adds per request"};
+  BenchOptions options;
+  app.add_option("--bundle", options.bundle, "bundle folder (the edge serves it too)")->required();
+  app.add_option("--edge", options.edge, "host:port of a cleave-edge serving the bundle")
+      ->required();
+  app.add_option("--cut", options.cut, "offload cut id or name (default: the bundle's last cut)");
+  app.add_option("--requests", options.requests, "requests per variant and round")
+      ->check(CLI::PositiveNumber)
+      ->default_val(options.requests);
+  app.add_option("--rounds", options.rounds, "interleaved rounds")
+      ->check(CLI::PositiveNumber)
+      ->default_val(options.rounds);
+  app.add_option("--data", options.data, "Fashion-MNIST folder")->default_val(options.data);
+  app.add_option("--json", options.json_path, "where to write the JSON report")
+      ->default_val(options.json_path);
+  CLI11_PARSE(app, argc, argv);
+  at::set_num_threads(1);
+  json report = cleave::bench::ReportHeader("device_overhead_bench", argc, argv);
+  if (absl::Status status = Run(options, &report); !status.ok()) {
+    std::cerr << "device_overhead_bench: error: " << status.message() << "\n";
+    return 1;
+  }
+  return cleave::bench::WriteJsonReport(report, options.json_path) ? 0 : 1;
+}

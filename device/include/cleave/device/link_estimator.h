@@ -1,0 +1,50 @@
+// The device's estimate of its link to the edge: round-trip time and bandwidth, learned from
+// the requests it sends. Each sample is one round trip's network time (client round trip minus
+// the edge's own time) and the bytes it moved; a least-squares line network = rtt + bytes / bw
+// over a sliding window separates the two once requests of different sizes have been seen
+// (the runtime's probes make sure they are), and a prior fills in until then.
+//
+// Thread-safety: every method is thread-safe.
+#ifndef CLEAVE_DEVICE_LINK_ESTIMATOR_H_
+#define CLEAVE_DEVICE_LINK_ESTIMATOR_H_
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+
+namespace cleave::device {
+
+struct LinkEstimate {
+  double rtt_ms = 0;
+  double bytes_per_ms = 0;  // bandwidth
+  int samples = 0;          // in the window
+
+  // Predicted network time for a round trip moving `bytes` in total.
+  double TransferMs(double bytes) const { return rtt_ms + bytes / bytes_per_ms; }
+};
+
+class LinkEstimator {
+ public:
+  // `prior` is used until measurements say otherwise; `window` samples are kept.
+  explicit LinkEstimator(LinkEstimate prior, size_t window = 64);
+
+  // Records one round trip that moved `bytes` (both directions) in `network_ms`.
+  void Record(double bytes, double network_ms);
+
+  [[nodiscard]] LinkEstimate Current() const;
+
+ private:
+  struct Sample {
+    double bytes;
+    double network_ms;
+  };
+
+  const LinkEstimate prior_;
+  const size_t window_;
+  mutable std::mutex mutex_;
+  std::deque<Sample> samples_;
+};
+
+}  // namespace cleave::device
+
+#endif  // CLEAVE_DEVICE_LINK_ESTIMATOR_H_

@@ -1,0 +1,262 @@
+// The device runtime against real cleave-edge processes over loopback, some behind the link
+// emulator: whatever the edge does — absent, killed mid-run, slower than the deadline — every
+// request gets exactly one answer by its deadline (plus a margin for a loaded machine);
+// failover moves to the next edge; the adaptive policy moves its cut when the link changes.
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "cleave/common/bundle.h"
+#include "cleave/device/pipeline.h"
+#include "cleave/device/runtime.h"
+#include "cleave/link_emulator/link_emulator.h"
+#include "tests/support/test_support.h"
+
+namespace cleave::device {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+// What a result may exceed its deadline by on a loaded 2-core machine: scheduling, not speed.
+constexpr milliseconds kMargin(1500);
+
+class ResilienceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    original_ = testing::ResidualModel();
+    ASSERT_FALSE(
+        testing::WriteTestBundle(original_, dir_.path(), "bundles/residual", {"stem", "block1"})
+            .empty());
+    bundle_dir_ = dir_.File("bundles/residual");
+    first_cut_ = (*common::Bundle::Load(bundle_dir_))->manifest().cuts[0].id;
+  }
+
+  std::unique_ptr<Runtime> MakeRuntime(const RuntimeOptions& options) {
+    auto runtime = Runtime::Create(bundle_dir_, options);
+    EXPECT_TRUE(runtime.ok()) << runtime.status();
+    return runtime.ok() ? *std::move(runtime) : nullptr;
+  }
+
+  // Options that always offload at the first cut, against `edges`, with `deadline`.
+  RuntimeOptions Offloading(std::vector<std::string> edges, milliseconds deadline) const {
+    RuntimeOptions options;
+    options.edges = std::move(edges);
+    options.offload_cut = first_cut_;
+    options.deadline = deadline;
+    return options;
+  }
+
+  // Runs `count` inputs through a pipeline with `in_flight` frames at once, calling
+  // `after_each(i)` once result i arrived; returns every result in order and checks each
+  // came exactly once and within deadline + margin.
+  std::vector<Result> RunAll(Runtime& runtime, int count, size_t in_flight, milliseconds deadline,
+                             const std::function<void(int)>& after_each = {}) {
+    std::mutex mutex;
+    std::map<uint64_t, Result> results;
+    std::map<uint64_t, int> deliveries;
+    std::vector<at::Tensor> inputs;
+    for (int i = 0; i < count; ++i) inputs.push_back(at::rand({1, 3, 8, 8}));
+    {
+      Pipeline pipeline(&runtime, in_flight, [&](uint64_t sequence, absl::StatusOr<Result> result) {
+        std::lock_guard<std::mutex> lock(mutex);
+        ++deliveries[sequence];
+        EXPECT_TRUE(result.ok()) << "request " << sequence << ": " << result.status();
+        if (result.ok()) results.emplace(sequence, *std::move(result));
+      });
+      for (int i = 0; i < count; ++i) {
+        EXPECT_TRUE(pipeline.Submit(inputs[i]).ok());
+        if (after_each) after_each(i);
+      }
+      pipeline.Drain();
+    }
+    std::vector<Result> ordered;
+    for (int i = 0; i < count; ++i) {
+      EXPECT_EQ(deliveries[i], 1) << "request " << i << " answered " << deliveries[i] << " times";
+      auto found = results.find(i);
+      if (found == results.end()) continue;
+      const Result& result = found->second;
+      EXPECT_LE(result.timings.total_ms, (deadline + kMargin).count())
+          << "request " << i << " ran on " << PlacementName(result.placement);
+      EXPECT_EQ(result.outputs.size(), 1u);
+      if (result.outputs.size() != 1) continue;
+      EXPECT_TRUE(
+          at::allclose(result.outputs[0], testing::RunFlat(original_, inputs[i])[0], 1e-4, 1e-5))
+          << "request " << i << " ran on " << PlacementName(result.placement);
+      ordered.push_back(result);
+    }
+    return ordered;
+  }
+
+  static std::map<Placement, int> CountPlacements(const std::vector<Result>& results) {
+    std::map<Placement, int> counts;
+    for (const Result& result : results) ++counts[result.placement];
+    return counts;
+  }
+
+  testing::TempDir dir_;
+  torch::jit::Module original_;
+  std::string bundle_dir_;
+  int first_cut_ = 0;
+};
+
+TEST_F(ResilienceTest, EdgeDownAtStartEveryRequestIsAnsweredOnTheDevice) {
+  auto runtime = MakeRuntime(Offloading({"127.0.0.1:1"}, milliseconds(300)));
+  ASSERT_NE(runtime, nullptr);
+  const auto results = RunAll(*runtime, 30, 4, milliseconds(300));
+  EXPECT_EQ(CountPlacements(results)[Placement::kDeviceFallback], 30);
+}
+
+TEST_F(ResilienceTest, EdgeKilledMidRunEveryRequestStillGetsExactlyOneAnswer) {
+  testing::EdgeProcess edge(dir_.File("bundles"));
+  ASSERT_TRUE(edge.running()) << edge.Log();
+  const milliseconds deadline(2000);
+  auto runtime = MakeRuntime(Offloading({edge.address()}, deadline));
+  ASSERT_NE(runtime, nullptr);
+  const auto results = RunAll(*runtime, 120, 8, deadline, [&](int i) {
+    if (i == 40) edge.Kill();  // a crash, with requests in flight
+  });
+  ASSERT_EQ(results.size(), 120u);
+  const auto placements = CountPlacements(results);
+  EXPECT_GT(placements.at(Placement::kEdge), 0);
+  EXPECT_GT(placements.at(Placement::kDeviceFallback), 0);
+  EXPECT_EQ(placements.at(Placement::kEdge) + placements.at(Placement::kDeviceFallback), 120);
+}
+
+TEST_F(ResilienceTest, EdgeSlowerThanTheDeadlineIsAnsweredOnTheDeviceInTime) {
+  testing::EdgeProcess edge(dir_.File("bundles"));
+  ASSERT_TRUE(edge.running()) << edge.Log();
+  link_emulator::LinkEmulatorOptions link;
+  link.upstream = edge.address();
+  link.upstream_shape.delay = milliseconds(400);  // each way: 800 ms round trips
+  auto emulator = link_emulator::LinkEmulator::Start(link);
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  const milliseconds deadline(250);
+  auto runtime =
+      MakeRuntime(Offloading({"127.0.0.1:" + std::to_string((*emulator)->port())}, deadline));
+  ASSERT_NE(runtime, nullptr);
+  const auto results = RunAll(*runtime, 12, 2, deadline);
+  ASSERT_EQ(results.size(), 12u);
+  for (const Result& result : results) {
+    EXPECT_EQ(result.placement, Placement::kDeviceFallback);
+    EXPECT_FALSE(result.fallback_reason.empty());
+  }
+}
+
+TEST_F(ResilienceTest, WithFewerSegmentsALateEdgeGivesADegradedExitAnswer) {
+  // The device holds only the stem (and an exit head there that is never confident): when
+  // the edge is gone it cannot finish, so it answers with its exit head, marked degraded.
+  testing::AddUntrainedExit(bundle_dir_, /*threshold=*/1.0);
+  RuntimeOptions options = Offloading({"127.0.0.1:1"}, milliseconds(300));
+  options.device_segments = 1;
+  auto runtime = MakeRuntime(options);
+  ASSERT_NE(runtime, nullptr);
+  auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->placement, Placement::kDegraded);
+  EXPECT_EQ(result->exit_cut, first_cut_);
+  EXPECT_EQ(result->outputs.at(0).sizes(), (std::vector<int64_t>{1, 10}));
+  EXPECT_FALSE(result->fallback_reason.empty());
+}
+
+TEST_F(ResilienceTest, FailsOverToTheNextEdgeWhenTheFirstDies) {
+  testing::EdgeProcess first(dir_.File("bundles"));
+  testing::EdgeProcess second(dir_.File("bundles"));
+  ASSERT_TRUE(first.running() && second.running()) << first.Log() << second.Log();
+  const milliseconds deadline(3000);
+  const std::string first_address = first.address(), second_address = second.address();
+  RuntimeOptions options = Offloading({first_address, second_address}, deadline);
+  options.local_fallback = false;  // every answer must come from an edge
+  auto runtime = MakeRuntime(options);
+  ASSERT_NE(runtime, nullptr);
+  std::map<std::string, int> by_edge;
+  const auto results = RunAll(*runtime, 60, 4, deadline, [&](int i) {
+    if (i == 20) first.Kill();
+  });
+  ASSERT_EQ(results.size(), 60u);
+  for (const Result& result : results) {
+    ASSERT_EQ(result.placement, Placement::kEdge) << result.fallback_reason;
+    ++by_edge[result.edge];
+  }
+  EXPECT_GT(by_edge[first_address], 0);
+  EXPECT_GT(by_edge[second_address], 0);
+}
+
+TEST_F(ResilienceTest, RoundRobinTargetKeepsAnsweringWhenOneOfItsAddressesDies) {
+  testing::EdgeProcess first(dir_.File("bundles"));
+  testing::EdgeProcess second(dir_.File("bundles"));
+  ASSERT_TRUE(first.running() && second.running()) << first.Log() << second.Log();
+  RuntimeOptions options =
+      Offloading({"ipv4:" + first.address() + "," + second.address()}, milliseconds(5000));
+  options.edge_client.load_balancing = "round_robin";
+  auto runtime = MakeRuntime(options);
+  ASSERT_NE(runtime, nullptr);
+  EXPECT_EQ(CountPlacements(RunAll(*runtime, 10, 2, milliseconds(5000)))[Placement::kEdge], 10);
+  // Whichever address carried the stream, the other one takes over once the breakage is seen.
+  first.Kill();
+  bool edge_again = false;
+  for (int i = 0; i < 100 && !edge_again; ++i) {
+    auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
+    ASSERT_TRUE(result.ok()) << result.status();
+    edge_again = result->placement == Placement::kEdge;
+    if (!edge_again) std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_TRUE(edge_again);
+}
+
+// The funnel model's stem output is 10x its input; the pool shrinks it 16-fold. With a device
+// 20x slower than the edge, a fast link says "send the raw input", a slow one "stay local".
+TEST(AdaptiveSplitTest, MovesItsCutWhenTheEmulatedBandwidthDropsAndBackWhenItRecovers) {
+  testing::TempDir dir;
+  const torch::jit::Module model = testing::FunnelModel();
+  ASSERT_FALSE(
+      testing::WriteTestBundle(model, dir.path(), "bundles/funnel", {"stem", "mid"}, {1, 3, 32, 32})
+          .empty());
+  testing::EdgeProcess edge(dir.File("bundles"));
+  ASSERT_TRUE(edge.running()) << edge.Log();
+  link_emulator::LinkEmulatorOptions link;
+  link.upstream = edge.address();
+  link.upstream_shape.delay = milliseconds(1);
+  link.downstream_shape.delay = milliseconds(1);
+  auto emulator = link_emulator::LinkEmulator::Start(link);
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+
+  RuntimeOptions options;
+  options.edges = {"127.0.0.1:" + std::to_string((*emulator)->port())};
+  options.deadline = milliseconds(10000);
+  options.device_slowdown = 20;
+  options.probe_interval = milliseconds(50);
+  auto runtime = Runtime::Create(dir.File("bundles/funnel"), options);
+  ASSERT_TRUE(runtime.ok()) << runtime.status();
+
+  // Runs requests until `wanted` holds for 5 in a row (or 300 requests); returns whether it did.
+  auto settles_on = [&](const std::function<bool(const Result&)>& wanted, const char* phase) {
+    int in_a_row = 0;
+    for (int i = 0; i < 300 && in_a_row < 5; ++i) {
+      auto result = (*runtime)->Infer(at::rand({1, 3, 32, 32}));
+      EXPECT_TRUE(result.ok()) << result.status();
+      if (!result.ok()) return false;
+      in_a_row = wanted(*result) ? in_a_row + 1 : 0;
+    }
+    const LinkEstimate estimate = (*runtime)->link();
+    std::cerr << phase << ": link estimate " << estimate.rtt_ms << " ms, "
+              << estimate.bytes_per_ms * 8e-3 << " Mbit/s\n";
+    return in_a_row >= 5;
+  };
+  const auto raw_input_to_edge = [](const Result& r) {
+    return r.placement == Placement::kEdge && r.cut_id == common::kInputCutId;
+  };
+  EXPECT_TRUE(settles_on(raw_input_to_edge, "fast link"));
+  (*emulator)->SetBandwidth(link_emulator::Direction::kBoth, 200'000);  // 0.2 Mbit/s
+  EXPECT_TRUE(settles_on([&](const Result& r) { return !raw_input_to_edge(r); }, "0.2 Mbit/s"));
+  (*emulator)->SetBandwidth(link_emulator::Direction::kBoth, 0);  // unlimited again
+  EXPECT_TRUE(settles_on(raw_input_to_edge, "recovered"));
+}
+
+}  // namespace
+}  // namespace cleave::device
