@@ -129,7 +129,8 @@ std::string BundleManifest::ToJson() const {
                           {"macs", exit.macs},
                           {"temperature", exit.temperature},
                           {"score", exit.score},
-                          {"threshold", exit.threshold ? json(*exit.threshold) : json()}});
+                          {"threshold", exit.threshold ? json(*exit.threshold) : json()},
+                          {"exit_rate", exit.exit_rate ? json(*exit.exit_rate) : json()}});
   }
   const json document = {
       {"format", kFormatName},
@@ -197,6 +198,9 @@ absl::StatusOr<BundleManifest> BundleManifest::FromJson(absl::string_view text,
       exit.temperature = e.at("temperature").get<double>();
       exit.score = e.at("score").get<std::string>();
       if (!e.at("threshold").is_null()) exit.threshold = e.at("threshold").get<double>();
+      if (e.contains("exit_rate") && !e.at("exit_rate").is_null()) {
+        exit.exit_rate = e.at("exit_rate").get<double>();
+      }
       manifest.exits.push_back(std::move(exit));
     }
     const json& v = j.at("verification");
@@ -270,6 +274,10 @@ absl::Status BundleManifest::Validate() const {
           absl::StrCat("exit at cut ", exit.cut_id, ": temperature must be positive"));
     }
     CLEAVE_RETURN_IF_ERROR(ParseExitScore(exit.score).status());
+    if (exit.exit_rate && !(*exit.exit_rate >= 0.0 && *exit.exit_rate <= 1.0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("exit at cut ", exit.cut_id, ": exit_rate must be in [0, 1]"));
+    }
     if (exit.threshold && !(*exit.threshold >= 0.0 && *exit.threshold <= 1.0)) {
       return absl::InvalidArgumentError(
           absl::StrCat("exit at cut ", exit.cut_id, ": threshold must be in [0, 1]"));

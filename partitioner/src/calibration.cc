@@ -2,9 +2,11 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "cleave/common/idx_dataset.h"
 #include "cleave/common/status_macros.h"
 
 namespace cleave::partitioner {
@@ -60,6 +62,19 @@ absl::StatusOr<std::vector<std::vector<common::ClipRange>>> CalibrateClipRanges(
     }
     return ranges;
   });
+}
+
+absl::StatusOr<at::Tensor> LoadCalibrationImages(const std::string& dir, int64_t count,
+                                                 const common::Shape& input_shape) {
+  CLEAVE_ASSIGN_OR_RETURN(auto data, common::LoadFashionMnist(dir, "train", count));
+  const common::Shape image(data.images.sizes().begin() + 1, data.images.sizes().end());
+  if (input_shape.size() != image.size() + 1 ||
+      !std::equal(image.begin(), image.end(), input_shape.begin() + 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("calibration images from ", dir, " are ", common::FormatShape(image),
+                     " but the model input is ", common::FormatShape(input_shape)));
+  }
+  return data.images;
 }
 
 }  // namespace cleave::partitioner

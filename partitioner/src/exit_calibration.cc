@@ -223,6 +223,7 @@ absl::StatusOr<CalibrationReport> CalibrateBundleExits(const std::string& dir,
     // A threshold above 1 means "never exit here": stored as no threshold.
     manifest.exits[e].threshold =
         report.thresholds[e] <= 1.0 ? std::optional<double>(report.thresholds[e]) : std::nullopt;
+    manifest.exits[e].exit_rate = report.chosen.exit_rates[e];
   }
   CLEAVE_ASSIGN_OR_RETURN(report.bundle_id, RewriteManifest(dir, manifest));
   return report;

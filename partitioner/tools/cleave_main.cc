@@ -21,12 +21,14 @@
 #include "cleave/common/text_table.h"
 #include "cleave/common/torchscript_io.h"
 #include "cleave/partitioner/bundle_writer.h"
+#include "cleave/partitioner/calibration.h"
 #include "cleave/partitioner/cut_report.h"
 #include "cleave/partitioner/exit_calibration.h"
 #include "cleave/partitioner/exit_heads.h"
 #include "cleave/partitioner/model_graph.h"
 #include "cleave/partitioner/reference_model.h"
 #include "nlohmann/json.hpp"
+#include "partitioner/tools/plan_commands.h"
 
 namespace {
 
@@ -56,52 +58,50 @@ absl::Status Inspect(const std::string& model_path, const std::string& input_sha
 }
 
 struct SplitFlags {
-  std::string model, input_shape, cuts, out, name;
+  std::string model, input_shape, cuts, plan, out, name;
   std::string codec = "raw";
+  bool codec_given = false;  // --codec or --zstd-level on the command line (beat the plan's)
   int zstd_level = 0;
   std::string calibration_data;
   int64_t calibration_samples = 512;
   double clip_percentile = 99.99;
 };
 
-// Loads the first `count` Fashion-MNIST training images as calibration samples, checking they
-// fit the model's input.
-absl::StatusOr<at::Tensor> LoadCalibrationSamples(const std::string& dir, int64_t count,
-                                                  const cleave::common::Shape& input) {
-  CLEAVE_ASSIGN_OR_RETURN(auto data, cleave::common::LoadFashionMnist(dir, "train", count));
-  const cleave::common::Shape image(data.images.sizes().begin() + 1, data.images.sizes().end());
-  if (input.size() != image.size() + 1 ||
-      !std::equal(image.begin(), image.end(), input.begin() + 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("calibration images are ", cleave::common::FormatShape(image),
-                     " but the model input is ", cleave::common::FormatShape(input)));
-  }
-  return data.images;
-}
-
 absl::Status Split(const SplitFlags& flags) {
   CLEAVE_ASSIGN_OR_RETURN(auto shapes, cleave::common::ParseShapes(flags.input_shape));
   CLEAVE_ASSIGN_OR_RETURN(auto model, cleave::partitioner::ModelGraph::Load(flags.model, shapes));
-  CLEAVE_ASSIGN_OR_RETURN(std::vector<int> ids, model->ResolveCuts(SplitList(flags.cuts)));
   cleave::partitioner::BundleOptions options;
   options.name = flags.name;
   CLEAVE_ASSIGN_OR_RETURN(options.codec.codec, cleave::common::ParseCodec(flags.codec));
   options.codec.zstd_level = flags.zstd_level;
+  std::vector<int> ids;
+  if (flags.plan.empty() == flags.cuts.empty()) {
+    return absl::InvalidArgumentError("give either --cuts or --plan");
+  }
+  if (!flags.plan.empty()) {
+    CLEAVE_ASSIGN_OR_RETURN(auto planned,
+                            cleave::tools::ReadPlanFor(flags.plan, model->source_sha256()));
+    ids = planned.cuts;
+    if (!flags.codec_given) options.codec = planned.codec;
+  } else {
+    CLEAVE_ASSIGN_OR_RETURN(ids, model->ResolveCuts(SplitList(flags.cuts)));
+  }
   options.calibration.clip_percentile = flags.clip_percentile;
   if (!flags.calibration_data.empty()) {
     if (!cleave::common::IsAffineCodec(options.codec.codec)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--calibration-data calibrates clip ranges, which codec ", flags.codec, " has none of"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--calibration-data calibrates clip ranges, which codec ",
+                       cleave::common::CodecName(options.codec.codec), " has none of"));
     }
-    CLEAVE_ASSIGN_OR_RETURN(
-        options.calibration_samples,
-        LoadCalibrationSamples(flags.calibration_data, flags.calibration_samples, shapes.at(0)));
+    CLEAVE_ASSIGN_OR_RETURN(options.calibration_samples,
+                            cleave::partitioner::LoadCalibrationImages(
+                                flags.calibration_data, flags.calibration_samples, shapes.at(0)));
   }
   CLEAVE_ASSIGN_OR_RETURN(auto written,
                           cleave::partitioner::WriteBundle(*model, ids, flags.out, options));
   std::cout << "wrote bundle " << written.dir << " (" << written.num_segments << " segments, "
-            << "codec " << flags.codec
-            << (flags.zstd_level > 0 ? absl::StrCat("+zstd", flags.zstd_level) : "")
+            << "codec " << cleave::common::CodecName(options.codec.codec)
+            << (options.codec.zstd_level > 0 ? absl::StrCat("+zstd", options.codec.zstd_level) : "")
             << (options.calibration_samples.defined()
                     ? absl::StrCat(", clip ranges from ", options.calibration_samples.size(0),
                                    " samples")
@@ -390,10 +390,10 @@ int main(int argc, char** argv) {
   split->add_option("model", split_flags.model, "TorchScript file")->required();
   split->add_option("--input-shape", split_flags.input_shape, "input shape, e.g. 1,3,224,224")
       ->required();
-  split
-      ->add_option("--cuts", split_flags.cuts,
-                   "cut ids or names from `cleave inspect`, e.g. 3,7 or layer1,layer2")
-      ->required();
+  split->add_option("--cuts", split_flags.cuts,
+                    "cut ids or names from `cleave inspect`, e.g. 3,7 or layer1,layer2");
+  split->add_option("--plan", split_flags.plan,
+                    "split at the cuts (and with the codec) of a `cleave plan -o` file");
   split->add_option("-o,--output", split_flags.out, "bundle folder to write")->required();
   split->add_option("--name", split_flags.name, "bundle name (default: the model file's stem)");
   split
@@ -414,7 +414,13 @@ int main(int argc, char** argv) {
       ->add_option("--clip-percentile", split_flags.clip_percentile,
                    "clip range keeps values between the (100-p)th and p-th percentile")
       ->default_val(split_flags.clip_percentile);
-  split->callback([&] { status = Split(split_flags); });
+  split->callback([&] {
+    split_flags.codec_given = split->count("--codec") + split->count("--zstd-level") > 0;
+    status = Split(split_flags);
+  });
+
+  cleave::tools::AddProfileCommand(app, &status);
+  cleave::tools::AddPlanCommand(app, &status);
 
   auto* verify = app.add_subcommand("verify", "re-check a bundle's hashes and equivalence");
   verify->add_option("bundle", dir, "bundle folder")->required();

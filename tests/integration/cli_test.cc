@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <vector>
 
 #include "nlohmann/json.hpp"
 #include "tests/support/test_support.h"
@@ -99,6 +100,69 @@ TEST_F(CliTest, UnsortedCutsAndBadShapesAreClearErrors) {
   auto wrong = Run("inspect " + model_ + " --input-shape 1,4,8,8");
   EXPECT_NE(wrong.exit_code, 0);
   EXPECT_THAT(wrong.output, HasSubstr("rejects input shape 1x4x8x8"));
+}
+
+TEST_F(CliTest, ProfilePlanThenSplitAtThePlannedCuts) {
+  auto profile = Run("profile " + model_ + " --input-shape 1,3,8,8 --runs 3 --warmup 1 " +
+                     "--batch-sizes 1,2 -o " + dir_.File("device.json"));
+  ASSERT_EQ(profile.exit_code, 0) << profile.output;
+  EXPECT_THAT(profile.output, HasSubstr("stem -> block1"));
+  EXPECT_THAT(profile.output, HasSubstr("batch 2 median ms"));
+  const auto profile_json = nlohmann::json::parse(std::ifstream(dir_.File("device.json")));
+  EXPECT_EQ(profile_json["format"], "cleave.profile");
+
+  // The same profile for both sides, with a device 50x slower and four links.
+  auto plan = Run("plan " + model_ + " --input-shape 1,3,8,8 --device-profile " +
+                  dir_.File("device.json") + " --edge-profile " + dir_.File("device.json") +
+                  " --device-scale 50 --bandwidth 1mbit,5mbit,20mbit,100mbit --rtt 2ms -o " +
+                  dir_.File("plan.json"));
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  EXPECT_THAT(plan.output, HasSubstr("all on device"));
+  EXPECT_THAT(plan.output, HasSubstr("all on edge (raw input)"));
+  EXPECT_THAT(plan.output, HasSubstr("<- chosen"));
+  EXPECT_THAT(plan.output, HasSubstr("100mbit"));
+  const auto plan_json = nlohmann::json::parse(std::ifstream(dir_.File("plan.json")));
+  ASSERT_EQ(plan_json["links"].size(), 4u);
+  ASSERT_FALSE(plan_json["bundle_cuts"].empty());
+
+  auto split = Run("split " + model_ + " --input-shape 1,3,8,8 --plan " + dir_.File("plan.json") +
+                   " -o " + dir_.File("bundle"));
+  ASSERT_EQ(split.exit_code, 0) << split.output;
+  EXPECT_THAT(split.output, HasSubstr("codec int8+zstd1"));  // the plan's codec
+  const auto manifest = nlohmann::json::parse(std::ifstream(dir_.File("bundle/manifest.json")));
+  std::vector<int> cuts;
+  for (const auto& cut : manifest["cuts"]) cuts.push_back(cut["id"]);
+  EXPECT_EQ(cuts, plan_json["bundle_cuts"].get<std::vector<int>>());
+}
+
+TEST_F(CliTest, PlanningErrorsNameWhatWasWrong) {
+  ASSERT_EQ(Run("profile " + model_ + " --input-shape 1,3,8,8 --runs 1 --batch-sizes 1 -o " +
+                dir_.File("p.json"))
+                .exit_code,
+            0);
+  const std::string other = testing::SaveModel(testing::ConcatModel(), dir_.File("other.pt"));
+  const std::string profiles =
+      " --device-profile " + dir_.File("p.json") + " --edge-profile " + dir_.File("p.json");
+  auto wrong_model =
+      Run("plan " + other + " --input-shape 1,3,8,8" + profiles + " --bandwidth 5mbit");
+  EXPECT_EQ(wrong_model.exit_code, 1);
+  EXPECT_THAT(wrong_model.output, HasSubstr("model hashes differ"));
+  auto bad_rate =
+      Run("plan " + model_ + " --input-shape 1,3,8,8" + profiles + " --bandwidth 5mbps");
+  EXPECT_EQ(bad_rate.exit_code, 1);
+  EXPECT_THAT(bad_rate.output, HasSubstr("bad bit rate '5mbps'"));
+  auto not_a_profile = Run("plan " + model_ + " --input-shape 1,3,8,8 --device-profile " + model_ +
+                           " --edge-profile " + dir_.File("p.json") + " --bandwidth 5mbit");
+  EXPECT_EQ(not_a_profile.exit_code, 1);
+  EXPECT_THAT(not_a_profile.output, HasSubstr("is not a valid cleave profile"));
+  auto both = Run("split " + model_ + " --input-shape 1,3,8,8 --cuts stem --plan " +
+                  dir_.File("p.json") + " -o " + dir_.File("b"));
+  EXPECT_EQ(both.exit_code, 1);
+  EXPECT_THAT(both.output, HasSubstr("give either --cuts or --plan"));
+  auto profile_as_plan = Run("split " + model_ + " --input-shape 1,3,8,8 --plan " +
+                             dir_.File("p.json") + " -o " + dir_.File("b"));
+  EXPECT_EQ(profile_as_plan.exit_code, 1);
+  EXPECT_THAT(profile_as_plan.output, HasSubstr("is not a cleave plan"));
 }
 
 TEST_F(CliTest, EdgeWithMissingBundleFolderExitsNonZero) {

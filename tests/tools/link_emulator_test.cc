@@ -31,9 +31,9 @@
 #include <thread>
 #include <vector>
 
+#include "cleave/common/units.h"
 #include "cleave/link_emulator/control_command.h"
 #include "cleave/link_emulator/link_trace.h"
-#include "cleave/link_emulator/link_units.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_support.h"
@@ -42,6 +42,10 @@
 namespace cleave::link_emulator {
 namespace {
 
+using common::FormatBitRate;
+using common::FormatDuration;
+using common::ParseBitRate;
+using common::ParseDuration;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;

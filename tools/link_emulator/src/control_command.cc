@@ -4,10 +4,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "cleave/link_emulator/link_units.h"
+#include "cleave/common/units.h"
 
 namespace cleave::link_emulator {
 namespace {
+
+using common::FormatBitRate;
+using common::FormatDuration;
+using common::ParseBitRate;
+using common::ParseDuration;
 
 constexpr absl::string_view kHelp =
     "commands: bandwidth <rate> [up|down|both]; delay <delay> [<jitter>] [up|down|both]; "

@@ -14,10 +14,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "cleave/common/units.h"
 #include "cleave/link_emulator/control_command.h"
 #include "cleave/link_emulator/link_emulator.h"
 #include "cleave/link_emulator/link_trace.h"
-#include "cleave/link_emulator/link_units.h"
 
 namespace {
 
@@ -48,8 +48,8 @@ absl::StatusOr<T> ForFlag(absl::string_view flag, absl::StatusOr<T> parsed) {
 // The rate for one direction: its own flag when given, --bandwidth otherwise.
 absl::StatusOr<uint64_t> DirectionRate(const Flags& flags, absl::string_view flag,
                                        const std::string& value) {
-  if (value.empty()) return ForFlag("--bandwidth", link_emulator::ParseBitRate(flags.bandwidth));
-  return ForFlag(flag, link_emulator::ParseBitRate(value));
+  if (value.empty()) return ForFlag("--bandwidth", cleave::common::ParseBitRate(flags.bandwidth));
+  return ForFlag(flag, cleave::common::ParseBitRate(value));
 }
 
 absl::Status BuildOptions(const Flags& flags, link_emulator::LinkEmulatorOptions& options) {
@@ -57,9 +57,9 @@ absl::Status BuildOptions(const Flags& flags, link_emulator::LinkEmulatorOptions
   if (!up_rate.ok()) return up_rate.status();
   auto down_rate = DirectionRate(flags, "--down-bandwidth", flags.down_bandwidth);
   if (!down_rate.ok()) return down_rate.status();
-  auto delay = ForFlag("--delay", link_emulator::ParseDuration(flags.delay));
+  auto delay = ForFlag("--delay", cleave::common::ParseDuration(flags.delay));
   if (!delay.ok()) return delay.status();
-  auto jitter = ForFlag("--jitter", link_emulator::ParseDuration(flags.jitter));
+  auto jitter = ForFlag("--jitter", cleave::common::ParseDuration(flags.jitter));
   if (!jitter.ok()) return jitter.status();
   options.upstream_shape = {*up_rate, *delay, *jitter};
   options.downstream_shape = {*down_rate, *delay, *jitter};
@@ -83,9 +83,9 @@ absl::StatusOr<std::optional<link_emulator::LinkTrace>> BuildTrace(const Flags& 
     return absl::InvalidArgumentError("--partition-at and --partition-for go together");
   }
   if (!flags.partition_at.empty()) {
-    auto start = ForFlag("--partition-at", link_emulator::ParseDuration(flags.partition_at));
+    auto start = ForFlag("--partition-at", cleave::common::ParseDuration(flags.partition_at));
     if (!start.ok()) return start.status();
-    auto duration = ForFlag("--partition-for", link_emulator::ParseDuration(flags.partition_for));
+    auto duration = ForFlag("--partition-for", cleave::common::ParseDuration(flags.partition_for));
     if (!duration.ok()) return duration.status();
     if (!trace.has_value()) trace.emplace();
     trace->AddPartition(*start, *duration);

@@ -62,6 +62,9 @@ struct ExitInfo {
   std::string score = "max_prob";  // "max_prob" or "entropy" (confidence.h)
   // Exit when the confidence reaches this; empty = not calibrated yet (never exits).
   std::optional<double> threshold;
+  // Share of all held-out inputs that left here at calibration (after earlier exits); what
+  // `cleave plan` expects to save. Empty before calibration.
+  std::optional<double> exit_rate;
 };
 
 // A sample input and the original model's output on it, stored as tensor frames.

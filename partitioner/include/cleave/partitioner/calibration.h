@@ -7,6 +7,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,6 +28,13 @@ struct ClipCalibrationOptions {
 [[nodiscard]] absl::StatusOr<std::vector<std::vector<common::ClipRange>>> CalibrateClipRanges(
     const ModelGraph& model, const std::vector<int>& cut_ids, const at::Tensor& samples,
     common::Codec codec, const ClipCalibrationOptions& options = {});
+
+// Loads the first `count` Fashion-MNIST training images in `dir` as calibration samples and
+// checks they fit a model whose input is `input_shape` ([N, C, H, W]). INVALID_ARGUMENT names
+// both shapes when they do not.
+[[nodiscard]] absl::StatusOr<at::Tensor> LoadCalibrationImages(const std::string& dir,
+                                                               int64_t count,
+                                                               const common::Shape& input_shape);
 
 }  // namespace cleave::partitioner
 

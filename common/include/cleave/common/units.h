@@ -1,7 +1,8 @@
-// Text forms of the link's quantities, as flags, control commands and traces spell them:
-// bit rates ("20mbit", "1.5gbit", "unlimited") and durations ("10ms", "1.5s").
-#ifndef CLEAVE_LINK_EMULATOR_LINK_UNITS_H_
-#define CLEAVE_LINK_EMULATOR_LINK_UNITS_H_
+// Text forms of a link's quantities, as flags, control commands and traces spell them:
+// bit rates ("20mbit", "1.5gbit", "unlimited") and durations ("10ms", "1.5s"). Shared by the
+// link emulator and `cleave plan`; LibTorch-free (target cleave_units).
+#ifndef CLEAVE_COMMON_UNITS_H_
+#define CLEAVE_COMMON_UNITS_H_
 
 #include <chrono>
 #include <cstdint>
@@ -10,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace cleave::link_emulator {
+namespace cleave::common {
 
 // Parses a bit rate: a non-negative decimal number followed by bit, kbit, mbit or gbit
 // (case-insensitive, SI multiples of 1000), or "unlimited". Returns bits per second, where 0
@@ -27,6 +28,6 @@ std::string FormatBitRate(uint64_t bits_per_second);
 // Returns `duration` in the form ParseDuration reads back ("10ms", "1.5s").
 std::string FormatDuration(std::chrono::nanoseconds duration);
 
-}  // namespace cleave::link_emulator
+}  // namespace cleave::common
 
-#endif  // CLEAVE_LINK_EMULATOR_LINK_UNITS_H_
+#endif  // CLEAVE_COMMON_UNITS_H_

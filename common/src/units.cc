@@ -1,4 +1,4 @@
-#include "cleave/link_emulator/link_units.h"
+#include "cleave/common/units.h"
 
 #include <cmath>
 #include <limits>
@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
-namespace cleave::link_emulator {
+namespace cleave::common {
 namespace {
 
 struct BitRateUnit {
@@ -70,4 +70,4 @@ std::string FormatDuration(std::chrono::nanoseconds duration) {
   return absl::FormatDuration(absl::FromChrono(duration));
 }
 
-}  // namespace cleave::link_emulator
+}  // namespace cleave::common

@@ -1,0 +1,33 @@
+// The header every JSON document cleave writes for tools starts with — {"format": NAME,
+// "version": N, …} — and its check, shared by profile.json and plan.json (internal).
+#ifndef CLEAVE_PARTITIONER_SRC_JSON_DOCUMENT_H_
+#define CLEAVE_PARTITIONER_SRC_JSON_DOCUMENT_H_
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+
+namespace cleave::partitioner {
+
+// OK when `document` is an object of `format` at `version`; otherwise INVALID_ARGUMENT
+// naming `origin`, what it should have been (`what`, e.g. "profile") and how to make one.
+inline absl::Status CheckDocumentHeader(const nlohmann::json& document, absl::string_view format,
+                                        int version, absl::string_view what,
+                                        absl::string_view how_to_make, absl::string_view origin) {
+  if (!document.is_object() || document.value("format", "") != format) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, " is not a cleave ", what,
+                                                   " (no \"format\": \"", format,
+                                                   "\"; make one with ", how_to_make, ")"));
+  }
+  if (!document.contains("version") || document["version"] != version) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ": unsupported ", what, " version ",
+                     document.contains("version") ? document["version"].dump() : "(none)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cleave::partitioner
+
+#endif  // CLEAVE_PARTITIONER_SRC_JSON_DOCUMENT_H_
