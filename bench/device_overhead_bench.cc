@@ -103,7 +103,10 @@ class BareClient {
 };
 
 absl::Status Run(const BenchOptions& options, json* report) {
-  CLEAVE_ASSIGN_OR_RETURN(auto bundle, cleave::common::Bundle::Load(options.bundle));
+  // The baselines run the segments exactly as the runtime does: optimized for inference.
+  cleave::common::Bundle::LoadOptions load;
+  load.optimize_for_inference = true;
+  CLEAVE_ASSIGN_OR_RETURN(auto bundle, cleave::common::Bundle::Load(options.bundle, load));
   const cleave::common::BundleManifest& manifest = bundle->manifest();
   int cut = manifest.cuts.back().id;
   if (!options.cut.empty() && !absl::SimpleAtoi(options.cut, &cut)) {

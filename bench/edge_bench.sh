@@ -67,6 +67,7 @@ for model in $MODELS; do
     reference)
       MODEL="$(scripts/reference_model.sh)"
       BUNDLE="$RESULTS/reference/bundles/fashion"
+      mkdir -p "$RESULTS/reference"
       build/bin/cleave split "$MODEL" --input-shape 1,1,28,28 --cuts stem -o "$BUNDLE" \
         --name fashion --codec int8 --zstd-level 1 \
         --calibration-data /usr/share/datasets/fashion-mnist > "$RESULTS/reference/split.log"

@@ -223,7 +223,10 @@ std::string Millis(const json& micros) { return Fixed(micros.get<double>() / 100
 
 absl::Status Run(const BenchOptions& options, json* report) {
   at::set_num_threads(options.intra_op_threads);
-  CLEAVE_ASSIGN_OR_RETURN(std::shared_ptr<const Bundle> bundle, Bundle::Load(options.bundle));
+  // The plain forward runs the segments as the edge does: optimized for inference.
+  Bundle::LoadOptions load;
+  load.optimize_for_inference = true;
+  CLEAVE_ASSIGN_OR_RETURN(std::shared_ptr<const Bundle> bundle, Bundle::Load(options.bundle, load));
   CLEAVE_ASSIGN_OR_RETURN(const int cut_id, ResolveCut(*bundle, options.cut));
   CLEAVE_ASSIGN_OR_RETURN(const size_t first_segment, bundle->SegmentStartingAt(cut_id));
   CLEAVE_ASSIGN_OR_RETURN(const at::Tensor inputs, LoadInputs(*bundle, options));
@@ -279,6 +282,31 @@ absl::Status Run(const BenchOptions& options, json* report) {
     }
   }
 
+  // The transport alone, measured the same way: requests with the same frames for a bundle
+  // the edge does not have, answered NOT_FOUND after parsing and a lookup — no queue, decode
+  // or compute. Its latency is the floor under "added", its rate the ceiling over "served".
+  const LoadGenerator::Request floor_request{"transport-floor-unknown-bundle", cut_id, frames,
+                                             static_cast<int>(absl::StatusCode::kNotFound)};
+  std::vector<json> floors;
+  {
+    CLEAVE_ASSIGN_OR_RETURN(auto generator,
+                            LoadGenerator::Connect(options.edge, max_streams, floor_request));
+    for (const LoadSpec& spec : specs) {
+      std::cerr << "load " << spec.Label() << ", transport floor\n";
+      CLEAVE_ASSIGN_OR_RETURN(
+          LoadResult result,
+          generator->Run(spec, std::chrono::milliseconds(std::lround(1000 * options.warmup_s)),
+                         std::chrono::milliseconds(std::lround(1000 * options.duration_s))));
+      floors.push_back(Summarize("transport floor", spec, result));
+    }
+  }
+  auto floor_for = [&](const json& load) -> const json* {
+    for (const json& floor : floors) {
+      if (floor["load"] == load["load"]) return &floor;
+    }
+    return nullptr;
+  };
+
   // The limit, at the fixed batch sizes and at every mean batch size the edge reached.
   std::set<int> batch_sizes(options.forward_batch_sizes.begin(), options.forward_batch_sizes.end());
   for (const json& load : loads) batch_sizes.insert(RoundedBatch(load));
@@ -293,14 +321,24 @@ absl::Status Run(const BenchOptions& options, json* report) {
 
   // Ratios measured in this run.
   cleave::common::TextTable table({"edge", "load", "req/s", "p50 ms", "p95 ms", "p99 ms",
-                                   "added p50 ms", "queue p50 ms", "compute p50 ms", "batch",
-                                   "plain req/s", "served/plain", "on/off", "errors"});
+                                   "added p50 ms", "above floor", "queue p50 ms", "compute p50 ms",
+                                   "batch", "plain req/s", "served/plain", "served/transport",
+                                   "on/off", "errors"});
   for (json& load : loads) {
     const int batch = RoundedBatch(load);
     const double plain = (*FindForward(forwards, batch))["requests_per_s"];
     load["plain_batch"] = batch;
     load["plain_requests_per_s"] = plain;
     load["served_vs_plain"] = load["requests_per_s"].get<double>() / plain;
+    std::string above_floor, served_vs_transport;
+    if (const json* floor = floor_for(load); floor != nullptr) {
+      load["added_above_floor_us_p50"] = load["added_latency_us"]["p50"].get<double>() -
+                                         (*floor)["latency_us"]["p50"].get<double>();
+      load["served_vs_transport"] =
+          load["requests_per_s"].get<double>() / (*floor)["requests_per_s"].get<double>();
+      above_floor = Millis(load["added_above_floor_us_p50"]);
+      served_vs_transport = Fixed(load["served_vs_transport"], 2);
+    }
     std::string on_off;
     for (const json& other : loads) {
       if (load["edge"] == "batching" && other["edge"] == "no batching" &&
@@ -313,11 +351,17 @@ absl::Status Run(const BenchOptions& options, json* report) {
     table.AddRow({load["edge"].get<std::string>(), load["load"].get<std::string>(),
                   Fixed(load["requests_per_s"], 1), Millis(load["latency_us"]["p50"]),
                   Millis(load["latency_us"]["p95"]), Millis(load["latency_us"]["p99"]),
-                  Millis(load["added_latency_us"]["p50"]), Millis(load["queue_us"]["p50"]),
-                  Millis(load["compute_us"]["p50"]), Fixed(load["mean_batch"], 1),
-                  absl::StrCat(Fixed(plain, 1), " (b", batch, ")"),
-                  Fixed(load["served_vs_plain"], 2), on_off,
+                  Millis(load["added_latency_us"]["p50"]), above_floor,
+                  Millis(load["queue_us"]["p50"]), Millis(load["compute_us"]["p50"]),
+                  Fixed(load["mean_batch"], 1), absl::StrCat(Fixed(plain, 1), " (b", batch, ")"),
+                  Fixed(load["served_vs_plain"], 2), served_vs_transport, on_off,
                   absl::StrCat(load["errors"].get<int64_t>())});
+  }
+  for (const json& floor : floors) {
+    table.AddRow({"transport floor", floor["load"].get<std::string>(),
+                  Fixed(floor["requests_per_s"], 1), Millis(floor["latency_us"]["p50"]),
+                  Millis(floor["latency_us"]["p95"]), Millis(floor["latency_us"]["p99"]), "", "",
+                  "", "", "", "", "", "", "", absl::StrCat(floor["errors"].get<int64_t>())});
   }
   cleave::common::TextTable plain_table({"plain forward batch", "threads", "req/s", "ms/forward"});
   for (const json& forward : forwards) {
@@ -368,7 +412,18 @@ absl::Status Run(const BenchOptions& options, json* report) {
                          "<= " + Fixed(kAddedLatencyTargetMs, 1) + " ms",
                          added_ms <= kAddedLatencyTargetMs ? "yes" : "NO"});
   }
+  if (heaviest != nullptr && heaviest->contains("served_vs_transport")) {
+    target_table.AddRow({"  served / transport ceiling (same load)",
+                         (*heaviest)["load"].get<std::string>(),
+                         Fixed((*heaviest)["served_vs_transport"], 2), "(context)", ""});
+  }
+  if (lightest != nullptr && lightest->contains("added_above_floor_us_p50")) {
+    target_table.AddRow({"  added p50 above the transport floor",
+                         (*lightest)["load"].get<std::string>(),
+                         Millis((*lightest)["added_above_floor_us_p50"]) + " ms", "(context)", ""});
+  }
   (*report)["loads"] = loads;
+  (*report)["transport_floor"] = floors;
   (*report)["plain_forward"] = forwards;
   (*report)["targets"] = targets;
 
@@ -385,7 +440,9 @@ absl::Status Run(const BenchOptions& options, json* report) {
                "S@R: R requests/s paced over S streams. added = client latency - edge compute. "
                "plain: in-process forward at the edge's mean batch (b), "
             << options.forward_threads
-            << " threads. The load generator shares the machine with the edge.\n";
+            << " threads. transport floor: the same frames for an unknown bundle, answered "
+               "NOT_FOUND with no queue, decode or compute. The load generator shares the "
+               "machine with the edge.\n";
   return absl::OkStatus();
 }
 

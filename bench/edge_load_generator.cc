@@ -35,6 +35,7 @@ struct RunWindow {
   Clock::time_point stop;           // nothing is sent from here on; later answers do not count
   bool closed_loop = true;
   const std::vector<grpc::Slice>* bodies = nullptr;
+  int expected_status = 0;
 };
 
 // A request on the wire: its id, then the shared body. Protobuf merges concatenated
@@ -162,7 +163,7 @@ class DeviceStream final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc
     const Clock::time_point sent = it->second;
     pending_.erase(it);
     if (now < window_->measure_start || now > window_->stop) return;
-    if (response.status_code() != 0) {
+    if (response.status_code() != window_->expected_status) {
       NoteError(absl::StrCat(
           absl::StatusCodeToString(static_cast<absl::StatusCode>(response.status_code())), ": ",
           response.status_message()));
@@ -239,6 +240,7 @@ absl::StatusOr<std::unique_ptr<LoadGenerator>> LoadGenerator::Connect(
     const std::string& target, int max_streams, const LoadGenerator::Request& request) {
   std::unique_ptr<LoadGenerator> generator(new LoadGenerator());
   generator->target_ = target;
+  generator->expected_status_ = request.expected_status;
   for (const std::string& frame : request.frames) {
     v1::InferRequest body;
     body.set_bundle_id(request.bundle_id);
@@ -279,6 +281,7 @@ absl::StatusOr<LoadResult> LoadGenerator::Run(const LoadSpec& spec,
   window.stop = window.measure_start + measure;
   window.closed_loop = spec.rate <= 0;
   window.bodies = &bodies_;
+  window.expected_status = expected_status_;
   std::vector<std::unique_ptr<DeviceStream>> streams;
   for (int i = 0; i < spec.streams; ++i) {
     // Streams start at different frames so that a batch mixes inputs.

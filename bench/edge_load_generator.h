@@ -59,6 +59,10 @@ class LoadGenerator {
     std::string bundle_id;
     int cut_id = 0;
     std::vector<std::string> frames;  // activations; request n of a stream carries one in turn
+    // The status an answer must carry to count as a sample (others are errors). A request for
+    // an unknown bundle, answered NOT_FOUND (5) without decoding or compute, measures the
+    // transport alone.
+    int expected_status = 0;
   };
 
   // Opens `max_streams` connections to `target` (host:port) for `request`'s frames and waits
@@ -80,6 +84,7 @@ class LoadGenerator {
   std::string target_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<grpc::Slice> bodies_;  // serialised requests without their id, one per frame
+  int expected_status_ = 0;
 };
 
 }  // namespace cleave::bench

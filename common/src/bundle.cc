@@ -57,12 +57,14 @@ absl::StatusOr<std::shared_ptr<const Bundle>> Bundle::Load(const std::string& di
     const FileRef& ref = manifest.segments[i].module;
     CLEAVE_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, ref));
     CLEAVE_ASSIGN_OR_RETURN(torch::jit::Module module, LoadTorchScriptFromBytes(bytes, ref.file));
+    if (options.optimize_for_inference) module = OptimizeForInference(std::move(module));
     bundle->segments_.push_back(std::move(module));
   }
   for (const ExitInfo& exit : manifest.exits) {
     CLEAVE_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, exit.head));
     CLEAVE_ASSIGN_OR_RETURN(torch::jit::Module head,
                             LoadTorchScriptFromBytes(bytes, exit.head.file));
+    if (options.optimize_for_inference) head = OptimizeForInference(std::move(head));
     bundle->exit_heads_.emplace(exit.cut_id, std::move(head));
   }
   bundle->manifest_ = std::move(manifest);

@@ -153,6 +153,7 @@ absl::Status Runtime::Initialize(const std::string& bundle_dir, const RuntimeOpt
   options_ = options;
   common::Bundle::LoadOptions load;
   load.max_segments = options.device_segments;
+  load.optimize_for_inference = options.optimize_segments;
   CLEAVE_ASSIGN_OR_RETURN(bundle_, common::Bundle::Load(bundle_dir, load));
   const common::BundleManifest& manifest = bundle_->manifest();
   const size_t segments = manifest.segments.size();

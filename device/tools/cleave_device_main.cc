@@ -51,6 +51,7 @@ struct RunOptions {
   std::string telemetry_json, telemetry_prometheus;
   bool json = false;
   bool no_fallback = false;
+  bool no_optimize = false;
 };
 
 // Resolves --cut as the user typed it: a cut id, or a cut name from the bundle's manifest.
@@ -237,6 +238,7 @@ absl::Status Run(const RunOptions& run) {
   options.local_fallback = !run.no_fallback;
   options.threads = static_cast<size_t>(run.threads);
   options.device_slowdown = run.device_slowdown;
+  options.optimize_segments = !run.no_optimize;
   CLEAVE_ASSIGN_OR_RETURN(auto runtime, cleave::device::Runtime::Create(run.bundle, options));
   CLEAVE_ASSIGN_OR_RETURN(Inputs inputs, LoadInputs(run));
   std::optional<at::Tensor> expected;
@@ -357,6 +359,8 @@ int main(int argc, char** argv) {
   app.add_option("--telemetry-prometheus", run.telemetry_prometheus,
                  "write the runtime's telemetry (Prometheus text)");
   app.add_flag("--no-fallback", run.no_fallback, "fail instead of finishing on the device");
+  app.add_flag("--no-optimize", run.no_optimize,
+               "run segments as stored (no conv-bn folding / oneDNN rewrite at load)");
   app.add_flag("--json", run.json, "print the summary as JSON");
   CLI11_PARSE(app, argc, argv);
   at::set_num_threads(1);

@@ -33,12 +33,13 @@ std::vector<std::string> BundleFolders(const std::string& root) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<BundleRegistry>> BundleRegistry::LoadFrom(const std::string& root) {
+absl::StatusOr<std::unique_ptr<BundleRegistry>> BundleRegistry::LoadFrom(
+    const std::string& root, const common::Bundle::LoadOptions& load) {
   std::error_code error;
   if (!fs::is_directory(root, error)) {
     return absl::NotFoundError(absl::StrCat("bundle folder not found: ", root));
   }
-  std::unique_ptr<BundleRegistry> registry(new BundleRegistry(root));
+  std::unique_ptr<BundleRegistry> registry(new BundleRegistry(root, load));
   registry->Rescan();
   return registry;
 }
@@ -56,7 +57,7 @@ BundleRegistry::Changes BundleRegistry::Rescan() {
       continue;
     }
     // New or changed: load and verify before it replaces anything.
-    auto bundle = common::Bundle::Load(dir);
+    auto bundle = common::Bundle::Load(dir, load_);
     absl::Status status = bundle.status();
     if (status.ok() && (*bundle)->id() != id) {
       status = absl::AbortedError("manifest changed while loading; retrying on the next scan");

@@ -59,6 +59,8 @@ absl::Status ApplyConfigFile(const std::string& path, EdgeServerOptions* options
         options->max_queue = value.get<size_t>();
       } else if (key == "intra_op_threads") {
         options->intra_op_threads = value.get<int>();
+      } else if (key == "optimize_segments") {
+        options->optimize_segments = value.get<bool>();
       } else if (key == "max_message_mb") {
         options->max_message_bytes = value.get<int>() << 20;
       } else if (key == "max_activation_elements") {
@@ -92,7 +94,9 @@ absl::Status ApplyConfigFile(const std::string& path, EdgeServerOptions* options
 absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOptions& options) {
   std::unique_ptr<EdgeServer> server(new EdgeServer());
   CLEAVE_ASSIGN_OR_RETURN(server->metrics_, EdgeMetrics::Create(&server->metrics_registry_));
-  CLEAVE_ASSIGN_OR_RETURN(server->registry_, BundleRegistry::LoadFrom(options.bundles_dir));
+  common::Bundle::LoadOptions load;
+  load.optimize_for_inference = options.optimize_segments;
+  CLEAVE_ASSIGN_OR_RETURN(server->registry_, BundleRegistry::LoadFrom(options.bundles_dir, load));
   DynamicBatcher::Options batcher;
   batcher.workers = options.workers;
   batcher.max_queue = options.max_queue;

@@ -41,6 +41,9 @@ int main(int argc, char** argv) {
                  "rescan the bundle folder this often (0: never)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--port-file", port_file, "write the bound gRPC port here once serving");
+  bool no_optimize = false;
+  app.add_flag("--no-optimize", no_optimize,
+               "run segments as stored (no conv-bn folding / oneDNN rewrite at load)");
   CLI11_PARSE(app, argc, argv);
 
   cleave::edge_server::EdgeServerOptions options;
@@ -58,6 +61,7 @@ int main(int argc, char** argv) {
   if (given("--workers")) options.workers = workers;
   if (given("--max-queue")) options.max_queue = max_queue;
   if (given("--intra-op-threads")) options.intra_op_threads = intra_op_threads;
+  if (no_optimize) options.optimize_segments = false;
   if (given("--max-message-mb")) options.max_message_bytes = max_message_mb << 20;
   if (given("--max-batch-size")) options.default_batching.max_batch_size = max_batch_size;
   if (given("--max-queue-delay-us")) {

@@ -105,6 +105,11 @@ absl::StatusOr<ModelProfile> ProfileModel(const ModelGraph& model, const Profile
                      profile.granularity == "module" ? " (try --granularity node)" : ""));
   }
   CLEAVE_ASSIGN_OR_RETURN(std::vector<torch::jit::Module> segments, model.Split(interior));
+  if (options.optimize) {
+    for (torch::jit::Module& segment : segments) {
+      segment = common::OptimizeForInference(std::move(segment));
+    }
+  }
   // The candidate list starts at the input: segment i runs from cuts[i] to cuts[i + 1].
   common::CutInfo input;
   input.id = common::kInputCutId;

@@ -25,6 +25,7 @@ struct ProfileFlags {
   std::string model, input_shape, out, granularity = "module";
   std::vector<int64_t> batch_sizes = {1, 4, 16};
   int runs = 20, warmup = 3, threads = 1;
+  bool no_optimize = false;
 };
 
 absl::Status Profile(const ProfileFlags& flags) {
@@ -36,6 +37,7 @@ absl::Status Profile(const ProfileFlags& flags) {
   options.warmup = flags.warmup;
   options.batch_sizes = flags.batch_sizes;
   options.intra_op_threads = flags.threads;
+  options.optimize = !flags.no_optimize;
   std::unique_ptr<common::ProgressBar> bar;
   options.on_progress = [&](int64_t done, int64_t total) {
     if (bar == nullptr) bar = std::make_unique<common::ProgressBar>("profiling", total);
@@ -242,6 +244,9 @@ void AddProfileCommand(CLI::App& app, absl::Status* status) {
   command->add_option("--granularity", flags->granularity, "candidate cuts: module or node")
       ->default_val(flags->granularity)
       ->check(CLI::IsMember({"module", "node"}));
+  command->add_flag("--no-optimize", flags->no_optimize,
+                    "time segments as stored, not optimized for inference as device and edge "
+                    "run them");
   command->callback([flags, status] { *status = Profile(*flags); });
 }
 

@@ -210,7 +210,7 @@ TEST_F(ResilienceTest, RoundRobinTargetKeepsAnsweringWhenOneOfItsAddressesDies) 
 }
 
 // The funnel model's stem output is 10x its input; the pool shrinks it 16-fold. With a device
-// 20x slower than the edge, a fast link says "send the raw input", a slow one "stay local".
+// 100x slower than the edge, a fast link says "send the raw input", a slow one "stay local".
 TEST(AdaptiveSplitTest, MovesItsCutWhenTheEmulatedBandwidthDropsAndBackWhenItRecovers) {
   testing::TempDir dir;
   const torch::jit::Module model = testing::FunnelModel();
@@ -229,7 +229,7 @@ TEST(AdaptiveSplitTest, MovesItsCutWhenTheEmulatedBandwidthDropsAndBackWhenItRec
   RuntimeOptions options;
   options.edges = {"127.0.0.1:" + std::to_string((*emulator)->port())};
   options.deadline = milliseconds(10000);
-  options.device_slowdown = 20;
+  options.device_slowdown = 100;
   options.probe_interval = milliseconds(50);
   auto runtime = Runtime::Create(dir.File("bundles/funnel"), options);
   ASSERT_TRUE(runtime.ok()) << runtime.status();

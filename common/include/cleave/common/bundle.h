@@ -27,6 +27,9 @@ class Bundle {
     // Load only the first `max_segments` segments (a device that runs the front of the model);
     // all segments when empty.
     std::optional<size_t> max_segments;
+    // Optimize segments and exit heads for inference after loading (OptimizeForInference in
+    // torchscript_io.h): what device and edge run. Off for tools that check bit-exactness.
+    bool optimize_for_inference = false;
   };
 
   // Reads DIR/manifest.json, checks every segment file it loads against its SHA-256 and loads

@@ -26,7 +26,7 @@ class BundleRegistry {
   // Creates the registry for `root` and loads what is there. NOT_FOUND when `root` does not
   // exist.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<BundleRegistry>> LoadFrom(
-      const std::string& root);
+      const std::string& root, const common::Bundle::LoadOptions& load = {});
 
   struct Changes {
     int added = 0;
@@ -45,9 +45,11 @@ class BundleRegistry {
   [[nodiscard]] std::vector<std::shared_ptr<const common::Bundle>> List() const;
 
  private:
-  explicit BundleRegistry(std::string root) : root_(std::move(root)) {}
+  BundleRegistry(std::string root, common::Bundle::LoadOptions load)
+      : root_(std::move(root)), load_(load) {}
 
   const std::string root_;
+  const common::Bundle::LoadOptions load_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const common::Bundle>, std::less<>> bundles_;  // by id
   // Scan state, touched by Rescan only.

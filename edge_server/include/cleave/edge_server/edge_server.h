@@ -38,6 +38,8 @@ struct EdgeServerOptions {
   size_t workers = 2;        // compute threads (each runs one batch at a time)
   size_t max_queue = 256;    // waiting requests before RESOURCE_EXHAUSTED
   int intra_op_threads = 1;  // LibTorch threads per forward (process-wide; set by main)
+  // Optimize loaded segments for inference (conv-bn folding, oneDNN); verified on load.
+  bool optimize_segments = true;
   // Early cuts of real models carry several MiB: gRPC's 4 MiB default is too small.
   int max_message_bytes = 64 << 20;
   common::DecodeLimits limits;

@@ -70,6 +70,8 @@ struct ProfileOptions {
   int warmup = 3;
   std::vector<int64_t> batch_sizes = {1, 4, 16};
   int intra_op_threads = 1;
+  // Time the segments as device and edge run them: optimized for inference (OptimizeForInference).
+  bool optimize = true;
   // Called after each timed forward: (done, total).
   std::function<void(int64_t, int64_t)> on_progress;
 };
