@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS="${1:-results/device}"
+shift || true
 mkdir -p "$RESULTS"
 BIN=build/bin
 source scripts/edge_process.sh

@@ -170,6 +170,7 @@ absl::StatusOr<json> MeasurePlainForward(const Bundle& bundle, size_t first_segm
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
+      at::init_num_threads();  // as the edge's workers do
       std::vector<at::Tensor> parts;
       for (int i = 0; i < batch; ++i) {
         parts.push_back(activations[(static_cast<size_t>(t) * batch + i) % activations.size()]);

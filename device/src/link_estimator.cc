@@ -24,10 +24,16 @@ void LinkEstimator::Record(double bytes, double network_ms) {
   std::lock_guard<std::mutex> lock(mutex_);
   samples_.push_back({bytes, network_ms});
   while (samples_.size() > window_) samples_.pop_front();
+  cached_.reset();
 }
 
 LinkEstimate LinkEstimator::Current() const {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (!cached_.has_value()) cached_ = FitLocked();
+  return *cached_;
+}
+
+LinkEstimate LinkEstimator::FitLocked() const {
   LinkEstimate estimate = prior_;
   estimate.samples = static_cast<int>(samples_.size());
   if (samples_.empty()) return estimate;

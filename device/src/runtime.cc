@@ -1,7 +1,8 @@
 #include "cleave/device/runtime.h"
 
+#include <ATen/Parallel.h>
+
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cmath>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include "cleave/common/status_macros.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/common/torchscript_io.h"
+#include "device/src/deadline_queue.h"
 
 namespace cleave::device {
 namespace {
@@ -130,11 +132,9 @@ struct Runtime::Call {
   std::atomic<bool> completed{false};
 };
 
-// One send to one edge: settled exactly once, by the answer or by the deadline timer.
+// One send to one edge: settled exactly once, by the answer or at its deadline.
 struct Attempt {
-  explicit Attempt(boost::asio::thread_pool& pool) : timer(pool) {}
   std::atomic<bool> settled{false};
-  boost::asio::steady_timer timer;
   uint64_t request_id = 0;
   size_t edge = 0;
   size_t segment = 0;
@@ -176,6 +176,7 @@ absl::Status Runtime::Initialize(const std::string& bundle_dir, const RuntimeOpt
   }
   link_ = std::make_unique<LinkEstimator>(options.link_prior);
   pool_ = std::make_unique<boost::asio::thread_pool>(std::max<size_t>(1, options.threads));
+  deadlines_ = std::make_unique<DeadlineQueue>();
 
   // Telemetry.
   instruments_ = std::make_unique<Instruments>();
@@ -272,14 +273,28 @@ Runtime::~Runtime() {
     std::unique_lock<std::mutex> lock(calls_mutex_);
     calls_done_.wait(lock, [this] { return calls_in_flight_ == 0; });
   }
+  deadlines_.reset();  // only settled attempts are left in it
   if (pool_ != nullptr) pool_->join();
   edges_.clear();
 }
 
-void Runtime::Post(std::function<void()> work) { boost::asio::post(*pool_, std::move(work)); }
+void Runtime::Post(std::function<void()> work) {
+  boost::asio::post(*pool_, [work = std::move(work)] {
+    // OpenMP's thread count is per thread: make pool threads honour at::set_num_threads.
+    at::init_num_threads();
+    work();
+  });
+}
 
 absl::StatusOr<Result> Runtime::Infer(const at::Tensor& input, const InferOptions& options) {
-  return InferAsync(input, options).get();
+  // The caller's thread runs the device segments itself (no hand-off to the pool and back);
+  // only the wait for an edge answer, or a fallback after it, involves other threads.
+  std::promise<absl::StatusOr<Result>> promise;
+  std::future<absl::StatusOr<Result>> future = promise.get_future();
+  Start(NewCall(input, options, [&promise](absl::StatusOr<Result> result) {
+    promise.set_value(std::move(result));
+  }));
+  return future.get();
 }
 
 std::future<absl::StatusOr<Result>> Runtime::InferAsync(at::Tensor input, InferOptions options) {
@@ -292,17 +307,21 @@ std::future<absl::StatusOr<Result>> Runtime::InferAsync(at::Tensor input, InferO
 
 void Runtime::InferAsync(at::Tensor input, InferOptions options,
                          std::function<void(absl::StatusOr<Result>)> done) {
+  std::shared_ptr<Call> call = NewCall(std::move(input), std::move(options), std::move(done));
+  Post([this, call] { Start(call); });
+}
+
+std::shared_ptr<Runtime::Call> Runtime::NewCall(at::Tensor input, InferOptions options,
+                                                std::function<void(absl::StatusOr<Result>)> done) {
   auto call = std::make_shared<Call>();
   call->start = Clock::now();
   call->deadline = call->start + options.deadline.value_or(options_.deadline);
   call->input = std::move(input);
   call->options = std::move(options);
   call->done = std::move(done);
-  {
-    std::lock_guard<std::mutex> lock(calls_mutex_);
-    ++calls_in_flight_;
-  }
-  Post([this, call] { Start(call); });
+  std::lock_guard<std::mutex> lock(calls_mutex_);
+  ++calls_in_flight_;
+  return call;
 }
 
 PolicyInput Runtime::MakePolicyInput(double budget_ms) const {
@@ -440,7 +459,7 @@ absl::StatusOr<bool> Runtime::RunOnDevice(Call& call, size_t first, size_t last)
     if (call.probe_due && end && segment + 1 < manifest.segments.size()) {
       call.probe_candidates.emplace_back(segment + 1, call.value.toTensor());
     }
-    const common::ExitInfo* exit = end ? manifest.FindExit(*end) : nullptr;
+    const common::ExitInfo* exit = end && options_.use_exits ? manifest.FindExit(*end) : nullptr;
     if (exit == nullptr || !exit->threshold.has_value()) continue;
     const Clock::time_point exit_start = Clock::now();
     CLEAVE_ASSIGN_OR_RETURN(at::Tensor logits, bundle_->RunExit(*end, call.value.toTensor()));
@@ -465,7 +484,7 @@ absl::StatusOr<bool> Runtime::RunOnDevice(Call& call, size_t first, size_t last)
 
 void Runtime::Offload(std::shared_ptr<Call> call, size_t edge_index, bool retry) {
   call->retried = call->retried || retry;
-  auto attempt = std::make_shared<Attempt>(*pool_);
+  auto attempt = std::make_shared<Attempt>();
   attempt->request_id = next_request_id_.fetch_add(1);
   attempt->edge = edge_index;
   attempt->segment = call->split;
@@ -482,9 +501,8 @@ void Runtime::Offload(std::shared_ptr<Call> call, size_t edge_index, bool retry)
   call->result.bytes_sent += call->frame.size();
   Count(instruments_->offloads, {absl::StrCat(call->result.cut_id)});
   instruments_->bytes_sent->Add(static_cast<double>(call->frame.size()));
-  attempt->timer.expires_at(edge_deadline);
-  attempt->timer.async_wait([this, call, attempt](const boost::system::error_code& error) {
-    if (error || attempt->settled.exchange(true)) return;  // cancelled, or answered first
+  deadlines_->Schedule(edge_deadline, [this, call, attempt] {
+    if (attempt->settled.exchange(true)) return;  // answered first
     edges_[attempt->edge]->Abandon(attempt->request_id);
     edges_[attempt->edge]->ReportFailure();
     Count(instruments_->edge_failures, {edges_[attempt->edge]->target()});
@@ -495,7 +513,6 @@ void Runtime::Offload(std::shared_ptr<Call> call, size_t edge_index, bool retry)
   edges_[edge_index]->Send(std::move(request),
                            [this, call, attempt](absl::StatusOr<v1::InferResponse> response) {
                              if (attempt->settled.exchange(true)) return;  // deadline passed
-                             attempt->timer.cancel();
                              OnEdgeAnswer(call, attempt->edge, attempt->sent, std::move(response));
                            });
 }
@@ -533,6 +550,9 @@ void Runtime::OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index, Clock:
       timings.network_ms = std::max(0.0, MillisSince(sent) - edge_ms);
       // Learn from the round trip: link, edge speed and queueing, frame size at this cut.
       link_->Record(static_cast<double>(call->frame.size()) + response_bytes, timings.network_ms);
+      const LinkEstimate link = link_->Current();
+      instruments_->rtt->Set(link.rtt_ms / 1000.0);
+      instruments_->bandwidth->Set(link.bytes_per_ms * 1000.0);
       {
         Estimates& e = *estimates_;
         std::lock_guard<std::mutex> lock(e.mutex);
@@ -642,7 +662,7 @@ void Runtime::MaybeProbe(const Call& call) {
   probe->result.cut_id = cut;
   probe->frame = *std::move(frame);
   probe->retried = true;  // probes never retry
-  auto attempt = std::make_shared<Attempt>(*pool_);
+  auto attempt = std::make_shared<Attempt>();
   attempt->request_id = next_request_id_.fetch_add(1);
   attempt->edge = *edge;
   attempt->sent = Clock::now();
@@ -662,9 +682,8 @@ void Runtime::MaybeProbe(const Call& call) {
     --calls_in_flight_;
     calls_done_.notify_all();
   };
-  attempt->timer.expires_at(probe->deadline);
-  attempt->timer.async_wait([this, attempt, finish](const boost::system::error_code& error) {
-    if (error || attempt->settled.exchange(true)) return;
+  deadlines_->Schedule(probe->deadline, [this, attempt, finish] {
+    if (attempt->settled.exchange(true)) return;
     edges_[attempt->edge]->Abandon(attempt->request_id);
     edges_[attempt->edge]->ReportFailure();
     finish("late");
@@ -672,7 +691,6 @@ void Runtime::MaybeProbe(const Call& call) {
   edges_[*edge]->Send(std::move(request),
                       [this, probe, attempt, finish](absl::StatusOr<v1::InferResponse> response) {
                         if (attempt->settled.exchange(true)) return;
-                        attempt->timer.cancel();
                         const bool ok = response.ok() && response->status_code() == 0;
                         if (ok) {
                           // Learn from it exactly as from a real answer, then drop the answer.
@@ -699,9 +717,6 @@ void Runtime::Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result>
   } else {
     Count(instruments_->requests, {"error"});
   }
-  const LinkEstimate link = link_->Current();
-  instruments_->rtt->Set(link.rtt_ms / 1000.0);
-  instruments_->bandwidth->Set(link.bytes_per_ms * 1000.0);
   call->done(std::move(result));
   std::lock_guard<std::mutex> lock(calls_mutex_);
   --calls_in_flight_;

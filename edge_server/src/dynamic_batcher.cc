@@ -1,6 +1,7 @@
 #include "cleave/edge_server/dynamic_batcher.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 
@@ -127,6 +128,9 @@ std::vector<DynamicBatcher::Job> DynamicBatcher::TakeBatch(std::unique_lock<std:
 }
 
 void DynamicBatcher::WorkLoop() {
+  // OpenMP's thread count is per thread: without this a worker's oneDNN convolutions would
+  // use every core, not --intra-op-threads, and fight the other workers and gRPC for them.
+  at::init_num_threads();
   while (true) {
     std::vector<DynamicBatcher::Job> batch;
     {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 
 namespace cleave::device {
 
@@ -41,8 +42,12 @@ class LinkEstimator {
 
   const LinkEstimate prior_;
   const size_t window_;
+  // The fit over the window is redone only after a new sample: the policy asks per request.
+  LinkEstimate FitLocked() const;
+
   mutable std::mutex mutex_;
   std::deque<Sample> samples_;
+  mutable std::optional<LinkEstimate> cached_;
 };
 
 }  // namespace cleave::device

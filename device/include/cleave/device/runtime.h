@@ -38,6 +38,8 @@ class thread_pool;
 
 namespace cleave::device {
 
+class DeadlineQueue;
+
 struct RuntimeOptions {
   // Edges in order of preference; each host:port or any gRPC target ("ipv4:a:p,b:p" with
   // edge_client.load_balancing = "round_robin" spreads over several). Empty: device only.
@@ -57,6 +59,8 @@ struct RuntimeOptions {
   // several times faster at batch 1; results differ from the unoptimized model in the last
   // bits only.
   bool optimize_segments = true;
+  // Evaluate the bundle's calibrated exit heads (off: every request runs to the split).
+  bool use_exits = true;
   // How activations are encoded; defaults to the codec the bundle records for each cut.
   std::optional<common::CodecSpec> codec;
   // Threads running device segments for InferAsync (and Infer).
@@ -152,6 +156,8 @@ class Runtime {
   absl::Status Initialize(const std::string& bundle_dir, const RuntimeOptions& options);
 
   // Steps of one call (Call holds its state; each step runs on a pool or gRPC thread).
+  std::shared_ptr<Call> NewCall(at::Tensor input, InferOptions options,
+                                std::function<void(absl::StatusOr<Result>)> done);
   void Start(std::shared_ptr<Call> call);
   void Offload(std::shared_ptr<Call> call, size_t edge_index, bool retry);
   void OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index,
@@ -178,6 +184,7 @@ class Runtime {
   std::unique_ptr<LinkEstimator> link_;
   std::unique_ptr<Estimates> estimates_;
   std::unique_ptr<boost::asio::thread_pool> pool_;
+  std::unique_ptr<DeadlineQueue> deadlines_;  // edge deadlines
   std::atomic<uint64_t> next_request_id_{1};
   std::atomic<int64_t> last_probe_ns_{0};
 
