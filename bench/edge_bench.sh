@@ -77,15 +77,8 @@ for model in $MODELS; do
     resnet18)
       mkdir -p "$RESULTS/resnet18"
       # Real architecture, random weights: only shapes and timings matter here.
-      /usr/bin/python3 - "$RESULTS/resnet18/resnet18.pt" <<'PY'
-import sys, torch, torchvision
-torch.manual_seed(1)
-torch.jit.script(torchvision.models.resnet18().eval()).save(sys.argv[1])
-PY
-      # The cut where stage layer2 ends (named "layer2" or "SELF.layer2" by cleave inspect).
-      CUT="$(build/bin/cleave inspect "$RESULTS/resnet18/resnet18.pt" --input-shape 1,3,224,224 \
-        --json | /usr/bin/python3 -c 'import json, sys
-print(next(c["id"] for c in json.load(sys.stdin)["cuts"] if c["name"].split(".")[-1] == "layer2"))')"
+      /usr/bin/python3 bench/export_torchvision.py resnet18 "$RESULTS/resnet18/resnet18.pt"
+      CUT=layer2  # the end of stage layer2
       BUNDLE="$RESULTS/resnet18/bundles/resnet18"
       build/bin/cleave split "$RESULTS/resnet18/resnet18.pt" --input-shape 1,3,224,224 \
         --cuts "$CUT" -o "$BUNDLE" --name resnet18 --codec int8 --zstd-level 1 \

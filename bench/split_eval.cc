@@ -334,6 +334,14 @@ absl::Status Run(const EvalOptions& options, json* report) {
     CLEAVE_ASSIGN_OR_RETURN(Measurement all_edge, evaluator.Measure("all on edge", edge_only));
     fixed.push_back(all_device);
     fixed.push_back(all_edge);
+    const cleave::common::CodecSpec& input_codec = manifest.input_codec;
+    if (input_codec.codec != cleave::common::Codec::kRaw || input_codec.zstd_level > 0) {
+      cleave::device::RuntimeOptions encoded = edge_only;
+      encoded.codec.reset();  // the bundle's input codec
+      std::cerr << "   input, encoded\n";
+      CLEAVE_ASSIGN_OR_RETURN(Measurement m, evaluator.Measure("input encoded", encoded));
+      fixed.push_back(m);
+    }
     for (const cleave::common::CutInfo& cut : manifest.cuts) {
       cleave::device::RuntimeOptions at_cut = edge_only;
       at_cut.offload_cut = cut.id;
@@ -356,13 +364,10 @@ absl::Status Run(const EvalOptions& options, json* report) {
     const Measurement* planned = nullptr;
     if (plan) {
       CLEAVE_ASSIGN_OR_RETURN(std::optional<int> cut, PlannedCut(*plan, static_cast<double>(bits)));
+      // The plan's cut 0 is the input as the bundle encodes it ("all on edge" is raw).
       for (const Measurement& m : fixed) {
         const bool device_only = !cut && m.variant == "all on device";
-        const bool edge_only_cut =
-            cut && *cut == cleave::common::kInputCutId && m.variant == "all on edge";
-        if (device_only || edge_only_cut || (cut && m.cut == cut && m.variant != "all on edge")) {
-          planned = &m;
-        }
+        if (device_only || (cut && m.cut == cut)) planned = &m;  // "input encoded" after raw
       }
     }
     json row = {{"bandwidth", text},

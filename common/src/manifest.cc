@@ -138,6 +138,7 @@ std::string BundleManifest::ToJson() const {
       {"name", name},
       {"source", {{"file", source.file}, {"sha256", source.sha256}}},
       {"inputs", ToJsonArray(inputs)},
+      {"input_codec", CodecJson(input_codec)},
       {"cuts", cuts_json},
       {"segments", segments_json},
       {"exits", exits_json},
@@ -169,6 +170,7 @@ absl::StatusOr<BundleManifest> BundleManifest::FromJson(absl::string_view text,
     manifest.source = FileRef{j.at("source").at("file").get<std::string>(),
                               j.at("source").at("sha256").get<std::string>()};
     manifest.inputs = ArrayFromJson<TensorSpec>(j.at("inputs"), TensorSpecFromJson);
+    if (j.contains("input_codec")) manifest.input_codec = CodecSpecFromJson(j.at("input_codec"));
     for (const json& c : j.at("cuts")) {
       CutInfo cut;
       cut.id = c.at("id").get<int>();

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "cleave/common/confidence.h"
 #include "cleave/common/files.h"
+#include "cleave/common/stats.h"
 #include "cleave/common/status_macros.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/common/torchscript_io.h"
@@ -236,36 +237,51 @@ absl::Status Runtime::Initialize(const std::string& bundle_dir, const RuntimeOpt
   }
   for (size_t i = 0; i < segments; ++i) {
     const common::TensorSpec& in = manifest.segments[i].inputs.at(0);
-    const common::CutInfo* cut = manifest.FindCut(manifest.segments[i].begin_cut);
-    const common::CodecSpec spec = options.codec.value_or(cut ? cut->codec : common::CodecSpec{});
-    e.frame_bytes[i] = GuessFrameBytes(static_cast<double>(common::NumElements(in.shape)), spec);
+    e.frame_bytes[i] = GuessFrameBytes(static_cast<double>(common::NumElements(in.shape)),
+                                       CodecFor(manifest.segments[i].begin_cut));
   }
   for (const common::TensorSpec& out : manifest.segments.back().outputs) {
     e.response_bytes += 64.0 + 4.0 * static_cast<double>(common::NumElements(out.shape));
   }
   const size_t held = bundle_->num_loaded_segments();
   if (!manifest.verification.inputs.empty()) {
-    // The warm-up runs the stored sample through the held segments twice and keeps the
-    // second timing (the first includes TorchScript's profiling run).
+    // The warm-up runs the stored sample through the held segments a few times: TorchScript
+    // optimizes a graph over its first runs, so only the median of the later rounds speaks for
+    // the device's speed. An estimate that starts too high would keep the policy offloading
+    // and never be corrected by a local run.
+    constexpr int kRounds = 6, kSettling = 2;
     auto sample = common::ReadFile(
         (std::filesystem::path(bundle_dir) / manifest.verification.inputs[0].file).string());
     if (sample.ok()) {
       if (auto input = common::DecodeFrame(*sample); input.ok()) {
-        for (int round = 0; round < 2; ++round) {
+        std::vector<std::vector<double>> rounds(held);
+        for (int round = 0; round < kRounds; ++round) {
           c10::IValue value = *input;
           for (size_t i = 0; i < held; ++i) {
             const Clock::time_point start = Clock::now();
             auto out = bundle_->RunSegments(i, i, {value});
             if (!out.ok()) break;
             value = *out;
-            e.device_ms[i] = MillisSince(start) * options.device_slowdown;
-            e.device_known[i] = round == 1;
+            if (round >= kSettling) rounds[i].push_back(MillisSince(start));
           }
+        }
+        for (size_t i = 0; i < held; ++i) {
+          if (rounds[i].empty()) continue;
+          e.device_ms[i] = common::Percentile(rounds[i], 0.5) * options.device_slowdown;
+          e.device_known[i] = true;
         }
       }
     }
   }
   return absl::OkStatus();
+}
+
+common::CodecSpec Runtime::CodecFor(int cut_id) const {
+  if (options_.codec.has_value()) return *options_.codec;
+  const common::BundleManifest& manifest = bundle_->manifest();
+  if (cut_id == common::kInputCutId) return manifest.input_codec;
+  const common::CutInfo* cut = manifest.FindCut(cut_id);
+  return cut != nullptr ? cut->codec : common::CodecSpec{};
 }
 
 Runtime::~Runtime() {
@@ -422,10 +438,7 @@ void Runtime::Start(std::shared_ptr<Call> call) {
     }
   }
   const Clock::time_point encode_start = Clock::now();
-  const common::CutInfo* cut = manifest.FindCut(call->result.cut_id);
-  const common::CodecSpec codec =
-      options_.codec.value_or(cut != nullptr ? cut->codec : common::CodecSpec{});
-  auto frame = common::EncodeFrame(call->value.toTensor(), codec);
+  auto frame = common::EncodeFrame(call->value.toTensor(), CodecFor(call->result.cut_id));
   if (!frame.ok()) return Complete(call, frame.status());
   call->frame = *std::move(frame);
   call->result.timings.encode_ms = MillisSince(encode_start);
@@ -651,9 +664,7 @@ void Runtime::MaybeProbe(const Call& call) {
       call.probe_candidates[next_request_id_.load() % call.probe_candidates.size()];
   const common::BundleManifest& manifest = bundle_->manifest();
   const int cut = manifest.segments[segment].begin_cut;
-  const common::CutInfo* info = manifest.FindCut(cut);
-  auto frame = common::EncodeFrame(
-      activation, options_.codec.value_or(info != nullptr ? info->codec : common::CodecSpec{}));
+  auto frame = common::EncodeFrame(activation, CodecFor(cut));
   if (!frame.ok()) return;
   auto probe = std::make_shared<Call>();
   probe->start = Clock::now();

@@ -102,6 +102,10 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
   manifest.name = options.name.empty() ? fs::path(model.path()).stem().string() : options.name;
   manifest.source = {fs::path(model.path()).filename().string(), model.source_sha256()};
   manifest.inputs = model.inputs();
+  // Only a single float input can be quantized as a whole; several inputs go raw.
+  if (manifest.inputs.size() == 1 && manifest.inputs[0].dtype == at::kFloat) {
+    manifest.input_codec = options.codec;
+  }
   std::vector<int64_t> macs_at = {0}, param_bytes_at = {0};  // before each boundary
   for (int id : cut_ids) {
     CLEAVE_ASSIGN_OR_RETURN(CutPoint cut, model.FindCut(id));
@@ -117,6 +121,13 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
                             CalibrateClipRanges(model, cut_ids, options.calibration_samples,
                                                 options.codec.codec, options.calibration));
     for (size_t i = 0; i < ranges.size(); ++i) manifest.cuts[i].codec.ranges = ranges[i];
+    if (manifest.input_codec.codec == options.codec.codec) {
+      CLEAVE_ASSIGN_OR_RETURN(
+          auto input_ranges,
+          CalibrateClipRanges(model, {common::kInputCutId}, options.calibration_samples,
+                              options.codec.codec, options.calibration));
+      manifest.input_codec.ranges = input_ranges[0];
+    }
   }
   std::vector<at::Tensor> outputs;
   CLEAVE_RETURN_IF_ERROR(common::FlattenTensors(model.sample_output(), &outputs));

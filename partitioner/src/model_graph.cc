@@ -51,7 +51,12 @@ std::vector<std::string> ModulePath(const Node* node) {
   std::vector<std::string> path;
   if (auto callstack = node->callstack()) {
     for (const auto& entry : (*callstack)->vec()) {
-      if (const auto& instance = std::get<2>(entry)) path.push_back(instance->instance_name());
+      const auto& instance = std::get<2>(entry);
+      // Modules scripted in Python record the top-level call as instance "SELF": not a name
+      // a user wrote, so leave it out ("layer2", not "SELF.layer2").
+      if (instance && instance->instance_name() != "SELF") {
+        path.push_back(instance->instance_name());
+      }
     }
   }
   return path;

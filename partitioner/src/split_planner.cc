@@ -107,8 +107,9 @@ absl::StatusOr<std::vector<CutTransfer>> MeasureCutTransfers(
   for (size_t c = 0; c < ids.size(); ++c) {
     CutTransfer transfer;
     transfer.cut_id = ids[c];
-    // All-on-edge sends the raw input (every input of a multi-input model).
-    const common::CodecSpec spec = c == 0 ? common::CodecSpec{} : codec_at(ids[c]);
+    // Several inputs go raw (the runtime quantizes a single input only).
+    const common::CodecSpec spec =
+        c == 0 && samples.size() > 1 ? common::CodecSpec{} : codec_at(ids[c]);
     for (int64_t i = 0; i < count; ++i) {
       std::vector<at::Tensor> tensors;
       if (c == 0) {
@@ -126,9 +127,12 @@ absl::StatusOr<std::vector<CutTransfer>> MeasureCutTransfers(
         CLEAVE_RETURN_IF_ERROR(common::DecodeFrame(frame).status());
         transfer.decode_ms += MillisSince(decode_start);
         transfer.frame_bytes += static_cast<double>(frame.size());
+        CLEAVE_ASSIGN_OR_RETURN(std::string raw, common::EncodeFrame(tensor));
+        transfer.raw_frame_bytes += static_cast<double>(raw.size());
       }
     }
     transfer.frame_bytes /= static_cast<double>(count);
+    transfer.raw_frame_bytes /= static_cast<double>(count);
     transfer.encode_ms /= static_cast<double>(count);
     transfer.decode_ms /= static_cast<double>(count);
     transfers.push_back(transfer);
@@ -141,6 +145,13 @@ absl::StatusOr<SplitPlan> PlanSplit(const ModelProfile& device, const ModelProfi
                                     const PlanOptions& options) {
   CLEAVE_RETURN_IF_ERROR(CheckProfilesMatch(device, edge));
   if (options.links.empty()) return absl::InvalidArgumentError("no link to plan for");
+  for (int cut : options.allowed_cuts) {
+    if (std::none_of(device.cuts.begin(), device.cuts.end(),
+                     [&](const common::CutInfo& c) { return c.id == cut; })) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cut ", cut, " is not one of the profiled candidate cuts"));
+    }
+  }
   const size_t n = device.cuts.size();
   std::map<int, CutTransfer> by_cut;
   for (const CutTransfer& transfer : transfers) by_cut[transfer.cut_id] = transfer;
@@ -206,6 +217,11 @@ absl::StatusOr<SplitPlan> PlanSplit(const ModelProfile& device, const ModelProfi
     LinkPlan link_plan;
     link_plan.link = link;
     for (size_t k = 0; k < n; ++k) {  // offload before segment k, at cut k
+      if (k > 0 && !options.allowed_cuts.empty() &&
+          std::find(options.allowed_cuts.begin(), options.allowed_cuts.end(), device.cuts[k].id) ==
+              options.allowed_cuts.end()) {
+        continue;
+      }
       const CutTransfer& transfer = by_cut[device.cuts[k].id];
       CutCost cost;
       cost.cut_id = device.cuts[k].id;
@@ -233,7 +249,12 @@ absl::StatusOr<SplitPlan> PlanSplit(const ModelProfile& device, const ModelProfi
     local.offload_share = 0;
     link_plan.ranked.push_back(local);
     link_plan.all_device_ms = local.expected_ms;
-    link_plan.all_edge_ms = link_plan.ranked.front().total_ms;
+    // The all-on-edge baseline sends the raw input: no codec time, the raw size.
+    const CutTransfer& input = by_cut[device.cuts[0].id];
+    link_plan.all_edge_ms = link.rtt_ms + link_plan.ranked.front().edge_ms +
+                            (link.bits_per_second > 0 ? (input.raw_frame_bytes + response_bytes) *
+                                                            8 / link.bits_per_second * 1000
+                                                      : 0);
     for (CutCost& cost : link_plan.ranked) {
       cost.feasible = !options.deadline_ms || cost.expected_ms <= *options.deadline_ms;
     }
@@ -283,10 +304,10 @@ std::string LinkPlanTable(const LinkPlan& plan, bool with_exits) {
   common::TextTable table(header);
   int rank = 0;
   for (const CutCost& cost : plan.ranked) {
-    const bool all_edge = cost.cut_id && *cost.cut_id == common::kInputCutId;
+    const bool input = cost.cut_id && *cost.cut_id == common::kInputCutId;
     std::string where = cost.cut_id ? absl::StrCat("cut ", *cost.cut_id, " ", cost.name)
                                     : std::string("all on device");
-    if (all_edge) where = "all on edge (raw input)";
+    if (input) where = "input to the edge (encoded)";
     std::string mark;
     if (&cost == &plan.ranked.front()) mark = "<- chosen";
     if (!cost.feasible) mark += mark.empty() ? "misses deadline" : ", misses deadline";

@@ -75,7 +75,7 @@ absl::Status Profile(const ProfileFlags& flags) {
 
 struct PlanFlags {
   std::string model, input_shape, device_profile, edge_profile, bandwidth, rtt = "10ms";
-  std::string codec = "int8", calibration_data, deadline, exits_bundle, out;
+  std::string codec = "int8", calibration_data, deadline, exits_bundle, out, cuts;
   int zstd_level = 1;
   int64_t samples = 64;
   double clip_percentile = 99.99, device_scale = 1.0;
@@ -141,6 +141,10 @@ absl::Status Plan(const PlanFlags& flags) {
   if (!flags.exits_bundle.empty()) {
     CLEAVE_ASSIGN_OR_RETURN(options.exits, ReadExits(flags.exits_bundle));
   }
+  if (!flags.cuts.empty()) {
+    CLEAVE_ASSIGN_OR_RETURN(options.allowed_cuts, model->ResolveCuts(absl::StrSplit(
+                                                      flags.cuts, ',', absl::SkipWhitespace())));
+  }
 
   // Frame sizes come from real activations when there is calibration data, with the clip
   // ranges a bundle would get; otherwise from the seeded sample.
@@ -152,8 +156,8 @@ absl::Status Plan(const PlanFlags& flags) {
         partitioner::LoadCalibrationImages(flags.calibration_data, flags.samples, shapes.at(0)));
     samples = {images};
     if (common::IsAffineCodec(options.codec.codec)) {
-      std::vector<int> ids;
-      for (size_t i = 1; i < device.cuts.size(); ++i) ids.push_back(device.cuts[i].id);
+      std::vector<int> ids;  // every candidate, the input (0) included
+      for (const common::CutInfo& cut : device.cuts) ids.push_back(cut.id);
       partitioner::ClipCalibrationOptions calibration;
       calibration.clip_percentile = flags.clip_percentile;
       CLEAVE_ASSIGN_OR_RETURN(
@@ -281,6 +285,8 @@ void AddPlanCommand(CLI::App& app, absl::Status* status) {
   command->add_option("--clip-percentile", flags->clip_percentile, "as for cleave split")
       ->default_val(flags->clip_percentile);
   command->add_option("--deadline", flags->deadline, "per-request deadline, e.g. 50ms");
+  command->add_option("--cuts", flags->cuts,
+                      "choose only among these cuts (ids or names; default: every candidate)");
   command
       ->add_option("--device-scale", flags->device_scale,
                    "multiply device times (emulate a slower device; stated in the output)")

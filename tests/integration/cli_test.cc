@@ -118,7 +118,8 @@ TEST_F(CliTest, ProfilePlanThenSplitAtThePlannedCuts) {
                   dir_.File("plan.json"));
   ASSERT_EQ(plan.exit_code, 0) << plan.output;
   EXPECT_THAT(plan.output, HasSubstr("all on device"));
-  EXPECT_THAT(plan.output, HasSubstr("all on edge (raw input)"));
+  EXPECT_THAT(plan.output, HasSubstr("input to the edge (encoded)"));
+  EXPECT_THAT(plan.output, HasSubstr("all-edge ms"));
   EXPECT_THAT(plan.output, HasSubstr("<- chosen"));
   EXPECT_THAT(plan.output, HasSubstr("100mbit"));
   const auto plan_json = nlohmann::json::parse(std::ifstream(dir_.File("plan.json")));

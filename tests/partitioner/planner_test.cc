@@ -123,7 +123,8 @@ ModelProfile SyntheticProfile(std::vector<double> segment_ms) {
 }
 
 std::vector<CutTransfer> Transfers() {
-  return {{0, 12000, 0, 0}, {4, 128000, 0.1, 0.1}, {8, 8000, 0.05, 0.05}};
+  // The input goes as 12 kB encoded, 48 kB raw (the all-on-edge baseline).
+  return {{0, 12000, 0, 0, 48000}, {4, 128000, 0.1, 0.1, 512000}, {8, 8000, 0.05, 0.05, 32000}};
 }
 
 PlanOptions Links(std::vector<double> mbits) {
@@ -147,7 +148,7 @@ TEST(SplitPlannerTest, CostsAddUpAndTheChosenCutFollowsTheLink) {
   EXPECT_NEAR(pool->total_ms, 3.0 + 0.05 + 8.104 + 2.0 + 0.05 + 2.0, 1e-9);
   EXPECT_EQ(middle.chosen.cut_id, 8);
   EXPECT_NEAR(middle.all_device_ms, 23.0, 1e-9);
-  EXPECT_NEAR(middle.all_edge_ms, 0.2 + 0.1 + 2.0 + 2.0 + 12.104, 1e-9);
+  EXPECT_NEAR(middle.all_edge_ms, 0.2 + 0.1 + 2.0 + 2.0 + 48.104, 1e-9);  // raw input
   // Fast link: everything on the edge. Slow link: everything on the device.
   EXPECT_EQ(plan->links[0].chosen.cut_id, 0);
   EXPECT_FALSE(plan->links[2].chosen.cut_id.has_value());
@@ -214,6 +215,20 @@ TEST(SplitPlannerTest, ExitsMakeEarlierWorkCheaperInExpectation) {
               HasSubstr("exit at cut 5 is not one of the profiled candidate cuts"));
 }
 
+TEST(SplitPlannerTest, AllowedCutsRestrictTheChoice) {
+  const ModelProfile device = SyntheticProfile({2.0, 1.0, 20.0});
+  const ModelProfile edge = SyntheticProfile({0.2, 0.1, 2.0});
+  PlanOptions options = Links({8});
+  options.allowed_cuts = {4};  // "pool" (cut 8), the best at 8 Mbit/s, is not allowed
+  auto plan = PlanSplit(device, edge, Transfers(), options);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->links[0].chosen.cut_id, 0);  // the input is always allowed
+  for (const CutCost& cost : plan->links[0].ranked) EXPECT_NE(cost.cut_id, 8);
+  options.allowed_cuts = {7};
+  EXPECT_THAT(std::string(PlanSplit(device, edge, Transfers(), options).status().message()),
+              HasSubstr("cut 7 is not one of the profiled candidate cuts"));
+}
+
 TEST(SplitPlannerTest, ProfilesOfDifferentModelsAreRefused) {
   ModelProfile device = SyntheticProfile({2.0, 1.0, 20.0});
   ModelProfile edge = SyntheticProfile({0.2, 0.1, 2.0});
@@ -249,8 +264,8 @@ TEST_F(ProfilerTest, MeasuredTransfersShrinkWithTheCodec) {
   });
   ASSERT_TRUE(raw.ok() && int8.ok()) << raw.status() << int8.status();
   ASSERT_EQ(raw->size(), profile->cuts.size());
-  EXPECT_EQ((*raw)[0].frame_bytes, (*int8)[0].frame_bytes);  // the input always goes raw
-  for (size_t i = 1; i < raw->size(); ++i) {
+  for (size_t i = 0; i < raw->size(); ++i) {  // the input (cut 0) is encoded too
+    EXPECT_EQ((*int8)[i].raw_frame_bytes, (*raw)[i].frame_bytes) << "cut " << (*raw)[i].cut_id;
     if ((*raw)[i].frame_bytes < 1000) continue;  // the header dominates tiny tensors
     EXPECT_LT((*int8)[i].frame_bytes, (*raw)[i].frame_bytes / 3) << "cut " << (*raw)[i].cut_id;
   }

@@ -81,6 +81,9 @@ struct BundleManifest {
   std::string name;
   FileRef source;  // the model file the bundle was cut from (name only, and its hash)
   std::vector<TensorSpec> inputs;
+  // How the device encodes the model's input when it offloads everything (cut 0): camera
+  // frames quantize well, so this is usually the bundle's codec with a calibrated range.
+  CodecSpec input_codec;
   std::vector<CutInfo> cuts;  // the cuts between segments, in execution order
   std::vector<SegmentInfo> segments;
   std::vector<ExitInfo> exits;  // in cut order; each at one of `cuts`

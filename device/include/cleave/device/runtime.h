@@ -173,6 +173,8 @@ class Runtime {
   // Returns true when an exit answered (the call's result is then filled).
   absl::StatusOr<bool> RunOnDevice(Call& call, size_t first, size_t last);
   PolicyInput MakePolicyInput(double budget_ms) const;
+  // How the activation at `cut_id` is encoded: RuntimeOptions::codec, else the bundle's.
+  common::CodecSpec CodecFor(int cut_id) const;
   std::optional<size_t> NextAvailableEdge(size_t from) const;
   void MaybeProbe(const Call& call);
   void Post(std::function<void()> work);

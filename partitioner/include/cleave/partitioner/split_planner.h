@@ -34,11 +34,12 @@ struct CutTransfer {
   double frame_bytes = 0;
   double encode_ms = 0;
   double decode_ms = 0;
+  double raw_frame_bytes = 0;  // the same tensor uncompressed (the all-on-edge baseline)
 };
 
 // Encodes the activations of `samples` (the model's inputs, batch of N) at every candidate
-// cut of `profile` with `codec_at(cut id)` (the input, cut 0, always raw: all-on-edge sends
-// the raw input) and returns the mean frame size and codec times per sample.
+// cut of `profile` — cut 0 being the input itself — with `codec_at(cut id)`, and raw, and
+// returns the mean frame sizes and codec times per sample.
 [[nodiscard]] absl::StatusOr<std::vector<CutTransfer>> MeasureCutTransfers(
     const ModelGraph& model, const ModelProfile& profile, const std::vector<c10::IValue>& samples,
     const std::function<common::CodecSpec(int)>& codec_at);
@@ -56,6 +57,9 @@ struct PlanOptions {
   // Device compute is scaled by this (an emulated slower device; 1 = as profiled).
   double device_scale = 1.0;
   std::vector<ExitExpectation> exits;
+  // Only these cuts may be chosen (besides the input and all-on-device); empty: every
+  // profiled candidate.
+  std::vector<int> allowed_cuts;
   common::CodecSpec codec;  // recorded in the plan for `cleave split --plan`
 };
 
