@@ -9,6 +9,7 @@ namespace {
 
 constexpr double kMinRttMs = 0.01;
 constexpr double kMinBytesPerMs = 1.0;  // 8 kbit/s: below that the edge is as good as gone
+constexpr size_t kSurprises = 3;        // mispredicted samples in a row that mean a new link
 
 double Median(std::vector<double> values) {
   std::nth_element(values.begin(), values.begin() + values.size() / 2, values.end());
@@ -22,7 +23,20 @@ LinkEstimator::LinkEstimator(LinkEstimate prior, size_t window) : prior_(prior),
 void LinkEstimator::Record(double bytes, double network_ms) {
   if (!(bytes >= 0) || !(network_ms >= 0) || !std::isfinite(network_ms)) return;
   std::lock_guard<std::mutex> lock(mutex_);
+  // A link that changes (a hand-over, a radio shadow) shows as samples the fit keeps
+  // mispredicting. After kSurprises of them in a row only those speak for the link: waiting
+  // for them to outvote a whole window of history would keep the old split for seconds.
+  if (samples_.size() >= kSurprises) {
+    if (!cached_.has_value()) cached_ = FitLocked();
+    const double predicted = cached_->TransferMs(bytes);
+    const bool surprising = network_ms > 2 * predicted + 1 || network_ms < 0.5 * predicted - 1;
+    surprises_ = surprising ? surprises_ + 1 : 0;
+  }
   samples_.push_back({bytes, network_ms});
+  if (surprises_ >= kSurprises) {
+    while (samples_.size() > kSurprises) samples_.pop_front();
+    surprises_ = 0;
+  }
   while (samples_.size() > window_) samples_.pop_front();
   cached_.reset();
 }

@@ -60,6 +60,18 @@ TEST(LinkEstimatorTest, FollowsABandwidthDropWithinAFewSamples) {
   EXPECT_NEAR(estimator.Current().bytes_per_ms, 1000.0, 1.0);
 }
 
+TEST(LinkEstimatorTest, ALinkThatChangesIsFollowedWithinFourSamples) {
+  LinkEstimator estimator({1.0, 10000.0});
+  for (int i = 0; i < 64; ++i) estimator.Record(10000.0, 2.0);  // 1 ms + 10 kB at 10 kB/ms
+  // The bandwidth drops to a twentieth: 1 ms + 10 kB at 500 B/ms = 21 ms.
+  for (int i = 0; i < 3; ++i) estimator.Record(10000.0, 21.0);
+  EXPECT_LT(estimator.Current().bytes_per_ms, 600.0);
+  EXPECT_NEAR(estimator.Current().TransferMs(10000.0), 21.0, 0.5);
+  // And back.
+  for (int i = 0; i < 3; ++i) estimator.Record(10000.0, 2.0);
+  EXPECT_NEAR(estimator.Current().TransferMs(10000.0), 2.0, 0.2);
+}
+
 TEST(LinkEstimatorTest, IgnoresNonsenseSamples) {
   LinkEstimator estimator({3.0, 100.0});
   estimator.Record(-1, 5);

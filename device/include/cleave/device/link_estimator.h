@@ -2,7 +2,8 @@
 // the requests it sends. Each sample is one round trip's network time (client round trip minus
 // the edge's own time) and the bytes it moved; a least-squares line network = rtt + bytes / bw
 // over a sliding window separates the two once requests of different sizes have been seen
-// (the runtime's probes make sure they are), and a prior fills in until then.
+// (the runtime's probes make sure they are), and a prior fills in until then. Three samples
+// in a row that the fit mispredicts by more than 2x replace the window: the link changed.
 //
 // Thread-safety: every method is thread-safe.
 #ifndef CLEAVE_DEVICE_LINK_ESTIMATOR_H_
@@ -48,6 +49,7 @@ class LinkEstimator {
   mutable std::mutex mutex_;
   std::deque<Sample> samples_;
   mutable std::optional<LinkEstimate> cached_;
+  size_t surprises_ = 0;  // consecutive samples the fit mispredicted by more than 2x
 };
 
 }  // namespace cleave::device
