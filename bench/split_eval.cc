@@ -335,7 +335,7 @@ absl::Status Run(const EvalOptions& options, json* report) {
     fixed.push_back(all_device);
     fixed.push_back(all_edge);
     const cleave::common::CodecSpec& input_codec = manifest.input_codec;
-    if (input_codec.codec != cleave::common::Codec::kRaw || input_codec.zstd_level > 0) {
+    if (input_codec.codec != cleave::common::Codec::kRaw || input_codec.zstd_level != 0) {
       cleave::device::RuntimeOptions encoded = edge_only;
       encoded.codec.reset();  // the bundle's input codec
       std::cerr << "   input, encoded\n";

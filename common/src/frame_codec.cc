@@ -376,12 +376,18 @@ size_t FrameDtypeSize(FrameDtype dtype) {
   return 0;
 }
 
+std::string CodecLabel(Codec codec, int zstd_level) {
+  return zstd_level == 0 ? std::string(CodecName(codec))
+                         : absl::StrCat(CodecName(codec), "+zstd", zstd_level);
+}
+
 absl::StatusOr<std::string> EncodeFrameBytes(const TensorView& view, const CodecSpec& spec) {
   if (FrameDtypeSize(view.dtype) == 0) return absl::InvalidArgumentError("unknown dtype");
   if (view.shape.size() > 255) return absl::InvalidArgumentError("cannot encode rank > 255");
-  if (spec.zstd_level < 0 || spec.zstd_level > ZSTD_maxCLevel()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("zstd level ", spec.zstd_level, " out of range 0..", ZSTD_maxCLevel()));
+  if (spec.zstd_level < kMinZstdLevel || spec.zstd_level > kMaxZstdLevel) {
+    return absl::InvalidArgumentError(absl::StrCat("zstd level ", spec.zstd_level,
+                                                   " out of range ", kMinZstdLevel, "..",
+                                                   kMaxZstdLevel));
   }
   if (spec.codec != Codec::kRaw && view.dtype != FrameDtype::kFloat32) {
     return absl::InvalidArgumentError(
@@ -409,7 +415,7 @@ absl::StatusOr<std::string> EncodeFrameBytes(const TensorView& view, const Codec
 
   const uint64_t symbol_bytes = SymbolBytes(spec.codec, view.dtype, elements);
   const size_t prefix = kFixedHeaderBytes + 8 * view.shape.size() + 4 * params.size();
-  const bool compress = spec.zstd_level > 0;
+  const bool compress = spec.zstd_level != 0;
   std::string frame;
   if (compress) {
     thread_local std::string symbols;

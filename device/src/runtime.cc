@@ -62,7 +62,7 @@ double GuessFrameBytes(double elements, const common::CodecSpec& spec) {
       per_element = 0.5;
       break;
   }
-  return 64.0 + elements * per_element * (spec.zstd_level > 0 ? 0.6 : 1.0);
+  return 64.0 + elements * per_element * (spec.zstd_level != 0 ? 0.6 : 1.0);
 }
 
 }  // namespace

@@ -92,6 +92,10 @@ TEST(TensorFrameTest, NonContiguousAndScalarAndEmptyTensorsRoundTrip) {
 TEST(TensorFrameTest, RejectsUndefinedTensorAndBadZstdLevel) {
   EXPECT_FALSE(EncodeFrame(at::Tensor()).ok());
   EXPECT_FALSE(EncodeFrame(Sample(), CodecSpec{Codec::kRaw, 99}).ok());
+  EXPECT_THAT(
+      std::string(
+          EncodeFrame(Sample(), CodecSpec{Codec::kRaw, kMinZstdLevel - 1}).status().message()),
+      HasSubstr("zstd level -8 out of range -7..19"));
   EXPECT_FALSE(EncodeFrame(at::randn({2}, at::kComplexFloat)).ok());
 }
 
@@ -276,6 +280,19 @@ TEST(TensorFrameTest, ZstdIsLosslessOnTopOfEveryCodec) {
     EXPECT_TRUE(at::equal(Decoded(x, {codec, 3}), Decoded(x, {codec, 0}))) << CodecName(codec);
   }
   EXPECT_LT(EncodeFrame(x, {Codec::kInt8, 3})->size(), EncodeFrame(x, {Codec::kInt8})->size());
+}
+
+TEST(TensorFrameTest, ZstdFastModesAreLosslessAndStillCompress) {
+  const at::Tensor x = Activation();
+  for (int level : {-1, -3, kMinZstdLevel}) {
+    EXPECT_TRUE(at::equal(Decoded(x, {Codec::kInt8, level}), Decoded(x, {Codec::kInt8, 0})))
+        << level;
+    EXPECT_LT(EncodeFrame(x, {Codec::kInt8, level})->size(), EncodeFrame(x, {Codec::kInt8})->size())
+        << level;
+  }
+  EXPECT_EQ(CodecLabel(Codec::kInt8, -3), "int8+zstd-3");
+  EXPECT_EQ(CodecLabel(Codec::kInt4, 1), "int4+zstd1");
+  EXPECT_EQ(CodecLabel(Codec::kRaw, 0), "raw");
 }
 
 TEST(TensorFrameTest, ConstantAndEmptyTensorsQuantize) {

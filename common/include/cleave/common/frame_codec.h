@@ -32,6 +32,9 @@ enum class Codec : uint8_t {
 // Names used on command lines and in manifests: raw, fp16, bf16, int8, int8-channel, int4.
 [[nodiscard]] absl::StatusOr<Codec> ParseCodec(absl::string_view name);
 [[nodiscard]] const char* CodecName(Codec codec);
+
+// "int8", "int8+zstd1", "int8+zstd-3": how tables and logs name a codec and its zstd level.
+[[nodiscard]] std::string CodecLabel(Codec codec, int zstd_level);
 // True for the codecs whose values are rounded to a grid (int8, int8-channel, int4).
 [[nodiscard]] bool IsAffineCodec(Codec codec);
 
@@ -45,9 +48,15 @@ struct ClipRange {
   }
 };
 
+// zstd levels a CodecSpec may name: negative ones are zstd's fast modes (less compression,
+// several times the speed), 0 is no zstd.
+inline constexpr int kMinZstdLevel = -7;
+inline constexpr int kMaxZstdLevel = 19;
+
 struct CodecSpec {
   Codec codec = Codec::kRaw;
-  // 0 stores the payload as is; 1..19 compresses it with zstd at that level.
+  // 0 stores the payload as is; 1..19 compresses it with zstd at that level, -7..-1 with
+  // zstd's fast modes.
   int zstd_level = 0;
   // Affine codecs only. Empty: the range is each frame's own min and max (dynamic). One range
   // for kInt8 / kInt4; one per channel for kInt8PerChannel.
