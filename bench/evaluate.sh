@@ -88,7 +88,7 @@ for model in $MODELS; do
   flags=(--inputs random)
   bandwidths="$BANDWIDTHS"
   case "$model" in
-    reference) flags=(--inputs fashion-mnist) ;;
+    reference) flags=(--inputs fashion-mnist --requests 100) ;;
     resnet18)
       bandwidths="1mbit,2mbit,5mbit,20mbit,50mbit,100mbit"
       flags+=(--trace 50mbit:20s,2mbit:20s,50mbit:20s)

@@ -243,6 +243,63 @@ absl::StatusOr<std::optional<int>> PlannedCut(const json& plan, double bits) {
 
 std::string Ms(double ms) { return absl::StrFormat("%.1f", ms); }
 
+// Every configuration measured at every bandwidth: the fixed cuts (all-on-device and
+// all-on-edge among them), the planned cut and the adaptive runtime.
+void AppendConfigurations(const json& sweep, std::string* markdown) {
+  absl::StrAppend(markdown,
+                  "\n<details><summary>Every configuration</summary>\n\n| bandwidth | "
+                  "configuration | p50 ms | p95 ms | bytes/req | accuracy | offload rate | exit "
+                  "rate |\n|---|---|---|---|---|---|---|---|\n");
+  for (const json& row : sweep) {
+    std::vector<std::pair<std::string, const json*>> configurations;
+    for (const json& fixed : row["fixed"]) {
+      configurations.emplace_back(fixed["variant"].get<std::string>(), &fixed);
+    }
+    if (row.contains("planned")) {
+      configurations.emplace_back(
+          absl::StrCat("planned: ", row["planned"]["variant"].get<std::string>()), &row["planned"]);
+    }
+    configurations.emplace_back("adaptive + exits", &row["adaptive"]);
+    for (const auto& [name, c] : configurations) {
+      absl::StrAppend(
+          markdown, "| ", row["bandwidth"].get<std::string>(), " | ", name, " | ",
+          Ms((*c)["p50_ms"]), " | ", Ms((*c)["p95_ms"]), " | ",
+          absl::StrFormat("%.0f", (*c)["bytes_per_request"].get<double>()), " | ",
+          c->contains("accuracy") ? absl::StrFormat("%.1f%%", 100 * (*c)["accuracy"].get<double>())
+                                  : std::string("-"),
+          " | ", absl::StrFormat("%.0f%%", 100 * (*c)["offload_rate"].get<double>()), " | ",
+          absl::StrFormat("%.0f%%", 100 * (*c)["exit_rate"].get<double>()), " |\n");
+    }
+  }
+  absl::StrAppend(markdown, "\n</details>\n");
+}
+
+// Per trace step: how many requests the adaptive split needed to come within 20% of the
+// oracle for the new bandwidth, and its median against the oracle over the step.
+void AppendTraceSummary(const json& trace_rows, std::string* markdown) {
+  absl::StrAppend(markdown,
+                  "\n| trace step | requests | until within 20% of the oracle | median / "
+                  "oracle |\n|---|---|---|---|\n");
+  size_t begin = 0;
+  while (begin < trace_rows.size()) {
+    const double mbit = trace_rows[begin]["mbit"].get<double>();
+    size_t end = begin;
+    std::vector<double> ratios;
+    std::optional<size_t> settled;
+    while (end < trace_rows.size() && trace_rows[end]["mbit"].get<double>() == mbit) {
+      const double ratio = trace_rows[end]["latency_ms"].get<double>() /
+                           trace_rows[end]["oracle_p50_ms"].get<double>();
+      if (!settled && ratio <= 1.2) settled = end - begin;
+      ratios.push_back(ratio);
+      ++end;
+    }
+    absl::StrAppend(markdown, "| ", absl::StrFormat("%g", mbit), " Mbit/s | ", ratios.size(), " | ",
+                    settled ? absl::StrCat(*settled) : std::string("never"), " | ",
+                    absl::StrFormat("%.2f", cleave::common::Percentile(ratios, 0.5)), " |\n");
+    begin = end;
+  }
+}
+
 absl::StatusOr<std::vector<std::pair<uint64_t, double>>> ParseSteps(const std::string& text) {
   std::vector<std::pair<uint64_t, double>> steps;
   for (absl::string_view step : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
@@ -274,6 +331,8 @@ void Plot(const std::string& out, const std::string& name, bool trace) {
            << ": adaptive split under a bandwidth trace'\n"
            << "set xlabel 'time (s)'\nset ylabel 'latency (ms)'\nset y2label 'bandwidth (Mbit/s)'\n"
            << "set y2tics\nset ytics nomirror\n"
+           << "stats '" << out << "/" << name << "_trace.dat' using 2 nooutput\n"
+           << "set y2range [0:STATS_max * 1.15]\n"
            << "plot '" << out << "/" << name
            << "_trace.dat' using 1:3 with points pt 7 ps 0.4 title 'adaptive latency', '' using "
               "1:4 with lines lw 2 title 'oracle p50 at this bandwidth', '' using 1:2 axes x1y2 "
@@ -487,8 +546,10 @@ absl::Status Run(const EvalOptions& options, json* report) {
                     "x (goal 1.10x: ", worst_planned <= 1.10 ? "met" : "not met", ").");
   }
   absl::StrAppend(&markdown, "\n\n![", options.name, " latency](", options.name, "_latency.png)\n");
+  AppendConfigurations(sweep, &markdown);
   if (!trace_rows.is_null()) {
     absl::StrAppend(&markdown, "\n![", options.name, " trace](", options.name, "_trace.png)\n");
+    AppendTraceSummary(trace_rows, &markdown);
   }
   CLEAVE_RETURN_IF_ERROR(
       cleave::common::WriteFileAtomically(options.out + "/" + options.name + ".md", markdown));

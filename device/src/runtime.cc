@@ -514,8 +514,13 @@ void Runtime::Offload(std::shared_ptr<Call> call, size_t edge_index, bool retry)
   call->result.bytes_sent += call->frame.size();
   Count(instruments_->offloads, {absl::StrCat(call->result.cut_id)});
   instruments_->bytes_sent->Add(static_cast<double>(call->frame.size()));
-  deadlines_->Schedule(edge_deadline, [this, call, attempt] {
-    if (attempt->settled.exchange(true)) return;  // answered first
+  // The entry stays queued until its deadline even when the answer comes first, so it holds
+  // the call weakly: an answered call frees its tensors and frame at once. An unanswered one is
+  // still held by the edge client's pending callback.
+  deadlines_->Schedule(edge_deadline, [this, weak_call = std::weak_ptr<Call>(call), attempt] {
+    // Lock first: once the answer's callback has run and been dropped the call may be gone.
+    std::shared_ptr<Call> call = weak_call.lock();
+    if (call == nullptr || attempt->settled.exchange(true)) return;  // answered first
     edges_[attempt->edge]->Abandon(attempt->request_id);
     edges_[attempt->edge]->ReportFailure();
     Count(instruments_->edge_failures, {edges_[attempt->edge]->target()});

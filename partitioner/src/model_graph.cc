@@ -162,9 +162,17 @@ absl::StatusOr<std::unique_ptr<ModelGraph>> ModelGraph::Load(
     if (p == 0 || live.size() != 1 || !IsTensor(*live.begin())) continue;
     CutPoint cut;
     cut.position = p;
-    cut.info.id = next_id++;
     cut.info.name = CutName(ModulePath(model->compute_[p - 1]), ModulePath(model->compute_[p]),
                             model->compute_[p - 1], &cut.module_boundary);
+    // Scalar-only nodes (shape checks inlined from functionals, e.g. the If that guards
+    // adaptive_avg_pool2d) leave the same tensor live on both sides: one cut per tensor, the
+    // first, a module boundary if either is. The model input has its own cut.
+    if (model->model_inputs_.size() == 1 && *live.begin() == model->model_inputs_[0]) continue;
+    if (!model->cut_values_.empty() && model->cut_values_.back() == *live.begin()) {
+      model->cuts_.back().module_boundary |= cut.module_boundary;
+      continue;
+    }
+    cut.info.id = next_id++;
     model->cuts_.push_back(std::move(cut));
     model->cut_values_.push_back(*live.begin());
   }

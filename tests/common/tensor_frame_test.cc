@@ -283,7 +283,9 @@ TEST(TensorFrameTest, ZstdIsLosslessOnTopOfEveryCodec) {
 }
 
 TEST(TensorFrameTest, ZstdFastModesAreLosslessAndStillCompress) {
-  const at::Tensor x = Activation();
+  // Half the channels silent, as after a ReLU: long runs every level can find.
+  at::Tensor x = at::relu(at::randn({2, 8, 16, 16}));
+  x.slice(1, 0, 4).zero_();
   for (int level : {-1, -3, kMinZstdLevel}) {
     EXPECT_TRUE(at::equal(Decoded(x, {Codec::kInt8, level}), Decoded(x, {Codec::kInt8, 0})))
         << level;

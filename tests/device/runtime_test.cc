@@ -88,6 +88,24 @@ TEST_F(RuntimeTest, SplitAcrossARealEdgeEqualsTheUnsplitModel) {
   }
 }
 
+TEST_F(RuntimeTest, AnAnsweredRequestReleasesItsTensorsBeforeItsDeadline) {
+  // The edge deadline stays queued for 30 s; an answered request must not keep its input,
+  // activations and frame alive that long (at robot rates that is memory and fresh pages).
+  StartEdge();
+  auto runtime = MakeEdgeRuntime();
+  ASSERT_NE(runtime, nullptr);
+  const at::Tensor input = at::rand({1, 3, 8, 8});
+  auto result = runtime->Infer(input);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->placement, Placement::kEdge) << result->fallback_reason;
+  // The gRPC thread that answered may still be unwinding its callback for a moment.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (input.use_count() > 1 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(input.use_count(), 1);
+}
+
 TEST_F(RuntimeTest, ManyThreadsShareOneRuntimeAndStream) {
   StartEdge();
   auto runtime = MakeEdgeRuntime();

@@ -150,6 +150,20 @@ TEST(ModelGraphTest, ControlFlowIsNeverCutInside) {
   ExpectSplitReproducesModel(original, *model, ids);
 }
 
+TEST(ModelGraphTest, ScalarChecksDoNotDuplicateACut) {
+  // The same tensor is live on both sides of each check: one cut for it, named after the
+  // module that produced it; the input keeps its own cut.
+  testing::TempDir dir;
+  const torch::jit::Module original = testing::ShapeCheckModel();
+  auto model = Load(original, dir);
+  ASSERT_NE(model, nullptr);
+  EXPECT_THAT(Names(model->Cuts(Granularity::kModule)), ElementsAre("input", "stem", "mean"));
+  for (const CutPoint& cut : model->Cuts(Granularity::kNode)) {
+    EXPECT_THAT(cut.info.name, ::testing::Not(HasSubstr("If"))) << cut.info.id;
+  }
+  ExpectSplitReproducesModel(original, *model, {IdOf(*model, "stem")});
+}
+
 TEST(ModelGraphTest, SegmentsAcceptLargerBatches) {
   testing::TempDir dir;
   const torch::jit::Module original = testing::ResidualModel();

@@ -142,6 +142,16 @@ def forward(self, x):
 )");
 }
 
+Module ShapeCheckModel() {
+  return WithStemAndHead("CheckNet", R"(
+def forward(self, x):
+    assert x.dim() == 4, "want NCHW"
+    h = self.stem.forward(x)
+    assert h.dim() >= 3, "want spatial dimensions"
+    return self.fc.forward(torch.mean(h, [2, 3]))
+)");
+}
+
 Module SingleOpModel() {
   Module module = partitioner::NewScriptModule("SingleOp");
   module.define(R"(

@@ -33,7 +33,10 @@ torch::jit::Module ConcatModel();       // two branches from one tensor, concate
 torch::jit::Module TupleOutputModel();  // -> (logits [N, 10], (features [N, 8], scalar))
 torch::jit::Module DictOutputModel();   // -> {"logits": [N, 10], "features": [N, 8]}
 torch::jit::Module ControlFlowModel();  // an if/else on a tensor value inside the model
-torch::jit::Module SingleOpModel();     // x * 2: no cut inside
+// Shape checks (an If that raises) on the input and between stem and head, as functionals
+// such as adaptive_avg_pool2d inline them.
+torch::jit::Module ShapeCheckModel();
+torch::jit::Module SingleOpModel();  // x * 2: no cut inside
 // Takes [N, 3, 32, 32]: a wide stem (32 x 32 x 32, larger than the input), a pool that
 // shrinks it 16-fold ("pool"), a conv ("mid") and a pooled linear -> [N, 10]. Where to split
 // it depends on the link, as for real CNNs.
