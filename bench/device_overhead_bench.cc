@@ -7,11 +7,12 @@
 //            on a bare synchronous gRPC stream to the same edge + DecodeFrame of the answer
 //   local    Runtime::Infer, no edge         vs  every segment's plain forward
 //
-// Overhead = median runtime latency - median baseline latency, reported as a share of the
-// front segments' plain forward (the device compute of an offloaded request).
+// Overhead = the median over rounds of (runtime's median - baseline's median) in that round,
+// reported as a share of the front segments' plain forward (the device compute of an
+// offloaded request).
 //
-//   device_overhead_bench --bundle DIR --edge HOST:PORT [--cut ID] [--requests 400]
-//                         [--rounds 5] [--data DIR] [--json FILE]
+//   device_overhead_bench --bundle DIR --edge HOST:PORT [--cut ID] [--requests 50]
+//                         [--rounds 40] [--data DIR] [--json FILE]
 #include <ATen/Parallel.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -47,8 +48,8 @@ struct BenchOptions {
   std::string bundle, edge, data = cleave::common::kFashionMnistDir;
   std::string json_path = "results/device_overhead.json";
   std::string cut;  // id or name; empty: the bundle's last cut
-  int requests = 400;
-  int rounds = 5;
+  int requests = 50;
+  int rounds = 40;
 };
 
 // Times `run` over `images` (one request per image) and returns the median in microseconds.
@@ -134,18 +135,25 @@ class BareCallbackClient final
     request_.set_activation(std::move(frame));
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      answered_ = false;
+      answered_ = written_ = false;
     }
     StartRead(&response_);
     StartWrite(&request_);
+    // The answer can arrive before OnWriteDone: wait for both, as the next call reuses the
+    // request and gRPC allows one write at a time.
     std::unique_lock<std::mutex> lock(mutex_);
-    changed_.wait(lock, [this] { return answered_ || done_; });
+    changed_.wait(lock, [this] { return (answered_ && written_) || done_; });
     if (!answered_) return absl::UnavailableError("the edge closed the bare stream");
     if (response_.status_code() != 0) return absl::InternalError(response_.status_message());
     return cleave::common::DecodeFrame(response_.outputs(0));
   }
 
-  void OnWriteDone(bool) override {}
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    written_ = true;
+    done_ = done_ || !ok;
+    changed_.notify_all();
+  }
   void OnReadDone(bool ok) override {
     std::lock_guard<std::mutex> lock(mutex_);
     answered_ = ok;
@@ -169,7 +177,7 @@ class BareCallbackClient final
   uint64_t next_id_ = 0;
   std::mutex mutex_;
   std::condition_variable changed_;
-  bool answered_ = false, done_ = false;
+  bool answered_ = false, written_ = false, done_ = false;
 };
 
 absl::Status Run(const BenchOptions& options, json* report) {
@@ -263,10 +271,19 @@ absl::Status Run(const BenchOptions& options, json* report) {
   std::map<std::string, double> us;
   for (const auto& [name, values] : medians) us[name] = cleave::common::Percentile(values, 0.5);
 
+  // Differences are paired per round (the median of round-by-round differences): the
+  // machine's speed drifts between rounds far more than it does within one.
+  auto paired = [&medians](const std::string& variant, const std::string& baseline) {
+    std::vector<double> differences;
+    for (size_t r = 0; r < medians[variant].size(); ++r) {
+      differences.push_back(medians[variant][r] - medians[baseline][r]);
+    }
+    return cleave::common::Percentile(differences, 0.5);
+  };
   const double front_us = us["front forward"];
-  const double offload_overhead = us["runtime offload"] - us["bare offload"];
-  const double own_overhead = us["runtime offload"] - us["bare callback offload"];
-  const double local_overhead = us["runtime local"] - us["whole forward"];
+  const double offload_overhead = paired("runtime offload", "bare offload");
+  const double own_overhead = paired("runtime offload", "bare callback offload");
+  const double local_overhead = paired("runtime local", "whole forward");
   cleave::common::TextTable table({"path", "median latency (us)", "vs baseline"});
   table.AddRow({"front segments, plain forward", absl::StrFormat("%.1f", front_us), "-"});
   table.AddRow({"bare offload (front + codec + raw gRPC)",
@@ -277,7 +294,7 @@ absl::Status Run(const BenchOptions& options, json* report) {
                                 100 * offload_overhead / front_us)});
   table.AddRow({"bare callback-API offload", absl::StrFormat("%.1f", us["bare callback offload"]),
                 absl::StrFormat("%+.1f us vs bare (gRPC's callback hand-off)",
-                                us["bare callback offload"] - us["bare offload"])});
+                                paired("bare callback offload", "bare offload"))});
   table.AddRow({"  Runtime::Infer vs bare callback-API offload", "",
                 absl::StrFormat("%+.1f us = %.2f%% of front compute (cleave's own)", own_overhead,
                                 100 * own_overhead / front_us)});
@@ -288,7 +305,8 @@ absl::Status Run(const BenchOptions& options, json* report) {
                                 100 * local_overhead / front_us)});
   std::cout << "device_overhead_bench: bundle " << manifest.name << ", offload cut " << cut << ", "
             << options.rounds << " interleaved rounds x " << options.requests
-            << " requests, medians (median over rounds)\n"
+            << " requests; latency: median over rounds of each round's median; overhead: median of "
+               "the per-round differences\n"
             << table.Render();
   (*report)["bundle"] = manifest.name;
   (*report)["cut"] = cut;
