@@ -58,6 +58,8 @@ const std::vector<Variant> kVariants = {
     {"int8 clip+zstd3", Codec::kInt8, 3, true},
     {"int8 clip+zstd-1", Codec::kInt8, -1, true},
     {"int8 clip+zstd-3", Codec::kInt8, -3, true},
+    {"int8 clip+zstd-5", Codec::kInt8, -5, true},
+    {"int8 clip+zstd-7", Codec::kInt8, -7, true},
     {"int8-channel clip+zstd1", Codec::kInt8PerChannel, 1, true},
     {"int4 clip", Codec::kInt4, 0, true},
     {"int4 clip+zstd1", Codec::kInt4, 1, true},
