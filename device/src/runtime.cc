@@ -2,12 +2,19 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cmath>
+#include <condition_variable>
 #include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "cleave/common/confidence.h"
 #include "cleave/common/files.h"
@@ -35,6 +42,37 @@ void Count(common::CounterFamily* family, std::vector<std::string> labels) {
   if (auto child = family->WithLabels(std::move(labels)); child.ok()) (*child)->Increment();
 }
 
+// The children of a one-label counter family for small integer keys (placements, cut ids),
+// looked up once each: after that, counting is an atomic load and a relaxed add, with no label
+// strings and no family lock on the request path.
+class CounterSlots {
+ public:
+  CounterSlots(common::CounterFamily* family, size_t keys)
+      : family_(family),
+        slots_(std::make_unique<std::atomic<common::Counter*>[]>(keys)),
+        keys_(keys) {}
+
+  // `label()` names key `key` the first time it is counted.
+  template <typename Label>
+  void Increment(size_t key, Label label) {
+    if (key >= keys_) return Count(family_, {label()});
+    common::Counter* counter = slots_[key].load(std::memory_order_acquire);
+    if (counter == nullptr) {
+      auto child = family_->WithLabels({label()});
+      if (!child.ok()) return;
+      counter = *child;
+      slots_[key].store(counter, std::memory_order_release);
+    }
+    counter->Increment();
+  }
+
+ private:
+  common::CounterFamily* family_;
+  std::unique_ptr<std::atomic<common::Counter*>[]> slots_;
+  size_t keys_;
+};
+
+constexpr size_t kPlacements = 5;   // Placement's values
 constexpr double kSmoothing = 0.2;  // weight of a new sample in the running estimates
 
 void Smooth(double* estimate, double sample, bool* known) {
@@ -112,6 +150,9 @@ struct Runtime::Instruments {
   common::Histogram* network = nullptr;
   common::Gauge* rtt = nullptr;
   common::Gauge* bandwidth = nullptr;
+  std::unique_ptr<CounterSlots> requests_by_placement;  // by Placement
+  std::unique_ptr<CounterSlots> offloads_by_cut;        // by cut id
+  std::unique_ptr<CounterSlots> exits_by_cut;           // by cut id
 };
 
 // One request in flight.
@@ -220,6 +261,13 @@ absl::Status Runtime::Initialize(const std::string& bundle_dir, const RuntimeOpt
                           m.AddGauge("cleave_device_link_bandwidth_bytes_per_second",
                                      "Estimated bandwidth to the edge."));
   CLEAVE_ASSIGN_OR_RETURN(instruments_->bandwidth, bandwidth->WithLabels({}));
+  int max_cut = 0;
+  for (const common::CutInfo& cut : manifest.cuts) max_cut = std::max(max_cut, cut.id);
+  const auto cut_keys = static_cast<size_t>(max_cut) + 1;
+  instruments_->requests_by_placement =
+      std::make_unique<CounterSlots>(instruments_->requests, kPlacements);
+  instruments_->offloads_by_cut = std::make_unique<CounterSlots>(instruments_->offloads, cut_keys);
+  instruments_->exits_by_cut = std::make_unique<CounterSlots>(instruments_->exits, cut_keys);
 
   // Estimates: sizes from the manifest, device times from a warm-up run of the stored sample
   // (which also takes TorchScript's first-run cost out of the first real request).
@@ -305,12 +353,21 @@ void Runtime::Post(std::function<void()> work) {
 absl::StatusOr<Result> Runtime::Infer(const at::Tensor& input, const InferOptions& options) {
   // The caller's thread runs the device segments itself (no hand-off to the pool and back);
   // only the wait for an edge answer, or a fallback after it, involves other threads.
-  std::promise<absl::StatusOr<Result>> promise;
-  std::future<absl::StatusOr<Result>> future = promise.get_future();
-  Start(NewCall(input, options, [&promise](absl::StatusOr<Result> result) {
-    promise.set_value(std::move(result));
+  // The caller waits on its own stack: the call completes exactly once, and the callback
+  // touches nothing of ours after it lets go of the lock.
+  struct Waiter {
+    std::mutex mutex;
+    std::condition_variable ready;
+    std::optional<absl::StatusOr<Result>> result;
+  } waiter;
+  Start(NewCall(input, options, [&waiter](absl::StatusOr<Result> result) {
+    std::lock_guard<std::mutex> lock(waiter.mutex);
+    waiter.result = std::move(result);
+    waiter.ready.notify_one();
   }));
-  return future.get();
+  std::unique_lock<std::mutex> lock(waiter.mutex);
+  waiter.ready.wait(lock, [&waiter] { return waiter.result.has_value(); });
+  return *std::move(waiter.result);
 }
 
 std::future<absl::StatusOr<Result>> Runtime::InferAsync(at::Tensor input, InferOptions options) {
@@ -512,7 +569,9 @@ void Runtime::Offload(std::shared_ptr<Call> call, size_t edge_index, bool retry)
   request.set_activation(call->frame);
   request.set_timeout_us(static_cast<uint64_t>(budget_ms * 1000));
   call->result.bytes_sent += call->frame.size();
-  Count(instruments_->offloads, {absl::StrCat(call->result.cut_id)});
+  const int cut = call->result.cut_id;
+  instruments_->offloads_by_cut->Increment(static_cast<size_t>(cut),
+                                           [cut] { return absl::StrCat(cut); });
   instruments_->bytes_sent->Add(static_cast<double>(call->frame.size()));
   // The entry stays queued until its deadline even when the answer comes first, so it holds
   // the call weakly: an answered call frees its tensors and frame at once. An unanswered one is
@@ -555,7 +614,6 @@ void Runtime::OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index, Clock:
       outputs.push_back(*std::move(tensor));
     }
     if (status.ok()) {
-      edge.ReportSuccess();
       const v1::ServerTimings& server = response->timings();
       const double edge_ms = static_cast<double>(server.queue_us() + server.decode_us() +
                                                  server.compute_us() + server.encode_us()) /
@@ -563,34 +621,37 @@ void Runtime::OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index, Clock:
       Timings& timings = call->result.timings;
       timings.edge_queue_ms = static_cast<double>(server.queue_us()) / 1000.0;
       timings.edge_compute_ms = static_cast<double>(server.compute_us()) / 1000.0;
+      timings.network_ms = std::max(0.0, MillisSince(sent) - edge_ms);
       double response_bytes = 0;
       for (const std::string& bytes : response->outputs()) response_bytes += bytes.size();
-      timings.network_ms = std::max(0.0, MillisSince(sent) - edge_ms);
-      // Learn from the round trip: link, edge speed and queueing, frame size at this cut.
-      link_->Record(static_cast<double>(call->frame.size()) + response_bytes, timings.network_ms);
-      const LinkEstimate link = link_->Current();
-      instruments_->rtt->Set(link.rtt_ms / 1000.0);
-      instruments_->bandwidth->Set(link.bytes_per_ms * 1000.0);
-      {
-        Estimates& e = *estimates_;
-        std::lock_guard<std::mutex> lock(e.mutex);
-        bool known = e.edge_tail_known[call->split];
-        Smooth(&e.edge_tail_ms[call->split], timings.edge_compute_ms, &known);
-        e.edge_tail_known[call->split] = known;
-        if (e.tail_macs[call->split] > 0) {
-          Smooth(&e.edge_ms_per_mac, timings.edge_compute_ms / e.tail_macs[call->split],
-                 &e.edge_speed_known);
-        }
-        Smooth(&e.edge_queue_ms, timings.edge_queue_ms, &e.queue_known);
-        known = e.frame_known[call->split];
-        Smooth(&e.frame_bytes[call->split], static_cast<double>(call->frame.size()), &known);
-        e.frame_known[call->split] = known;
-      }
-      instruments_->network->Observe(timings.network_ms / 1000.0);
+      const Timings seen = timings;
+      instruments_->network->Observe(seen.network_ms / 1000.0);
       call->result.outputs = std::move(outputs);
       call->result.placement = Placement::kEdge;
       call->result.edge = edge.target();
-      return Complete(call, std::move(call->result));
+      edge.ReportSuccess();
+      // Learn from the round trip (link, edge speed and queueing, frame size at this cut) once
+      // the caller has its answer: the next request may decide on estimates one answer old.
+      return Complete(call, std::move(call->result), [&] {
+        const double frame_bytes = static_cast<double>(call->frame.size());
+        link_->Record(frame_bytes + response_bytes, seen.network_ms);
+        const LinkEstimate link = link_->Current();
+        instruments_->rtt->Set(link.rtt_ms / 1000.0);
+        instruments_->bandwidth->Set(link.bytes_per_ms * 1000.0);
+        Estimates& e = *estimates_;
+        std::lock_guard<std::mutex> lock(e.mutex);
+        bool known = e.edge_tail_known[call->split];
+        Smooth(&e.edge_tail_ms[call->split], seen.edge_compute_ms, &known);
+        e.edge_tail_known[call->split] = known;
+        if (e.tail_macs[call->split] > 0) {
+          Smooth(&e.edge_ms_per_mac, seen.edge_compute_ms / e.tail_macs[call->split],
+                 &e.edge_speed_known);
+        }
+        Smooth(&e.edge_queue_ms, seen.edge_queue_ms, &e.queue_known);
+        known = e.frame_known[call->split];
+        Smooth(&e.frame_bytes[call->split], frame_bytes, &known);
+        e.frame_known[call->split] = known;
+      });
     }
   }
   edge.ReportFailure();
@@ -721,12 +782,26 @@ void Runtime::MaybeProbe(const Call& call) {
 }
 
 void Runtime::Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result) {
-  if (call->completed.exchange(true)) return;
+  Complete(call, std::move(result), [] {});
+}
+
+void Runtime::Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result,
+                       absl::FunctionRef<void()> after) {
+  if (call->completed.exchange(true)) {
+    after();  // a probe, or answered already: still learn from it
+    return;
+  }
+  // Counters first (an atomic add each), so telemetry read after an answer includes it.
   if (result.ok()) {
     result->timings.total_ms = MillisSince(call->start);
-    Count(instruments_->requests, {PlacementName(result->placement)});
-    if (result->placement == Placement::kDeviceExit && result->exit_cut) {
-      Count(instruments_->exits, {absl::StrCat(*result->exit_cut)});
+    const Placement placement = result->placement;
+    instruments_->requests_by_placement->Increment(static_cast<size_t>(placement), [placement] {
+      return std::string(PlacementName(placement));
+    });
+    if (placement == Placement::kDeviceExit && result->exit_cut) {
+      const int cut = *result->exit_cut;
+      instruments_->exits_by_cut->Increment(static_cast<size_t>(cut),
+                                            [cut] { return absl::StrCat(cut); });
     }
     instruments_->latency->Observe(result->timings.total_ms / 1000.0);
     instruments_->device_compute->Observe(result->timings.device_compute_ms / 1000.0);
@@ -734,6 +809,9 @@ void Runtime::Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result>
     Count(instruments_->requests, {"error"});
   }
   call->done(std::move(result));
+  // Learning follows off the caller's critical path; the runtime stays alive until the
+  // in-flight count drops.
+  after();
   std::lock_guard<std::mutex> lock(calls_mutex_);
   --calls_in_flight_;
   calls_done_.notify_all();

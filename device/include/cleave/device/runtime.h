@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "cleave/common/bundle.h"
 #include "cleave/common/frame_codec.h"
@@ -168,6 +169,10 @@ class Runtime {
   // finish the request itself when it can.
   std::chrono::steady_clock::time_point EdgeDeadline(const Call& call) const;
   void Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result);
+  // Hands `result` to the caller, then runs `after` (also when the call was already complete,
+  // as probes are) before the call stops counting as in flight.
+  void Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result,
+                absl::FunctionRef<void()> after);
 
   // Runs segments [first, last] on the device, evaluating calibrated exits on the way.
   // Returns true when an exit answered (the call's result is then filled).
