@@ -385,9 +385,8 @@ absl::StatusOr<std::string> EncodeFrameBytes(const TensorView& view, const Codec
   if (FrameDtypeSize(view.dtype) == 0) return absl::InvalidArgumentError("unknown dtype");
   if (view.shape.size() > 255) return absl::InvalidArgumentError("cannot encode rank > 255");
   if (spec.zstd_level < kMinZstdLevel || spec.zstd_level > kMaxZstdLevel) {
-    return absl::InvalidArgumentError(absl::StrCat("zstd level ", spec.zstd_level,
-                                                   " out of range ", kMinZstdLevel, "..",
-                                                   kMaxZstdLevel));
+    return absl::InvalidArgumentError(absl::StrCat("zstd level ", spec.zstd_level, " out of range ",
+                                                   kMinZstdLevel, "..", kMaxZstdLevel));
   }
   if (spec.codec != Codec::kRaw && view.dtype != FrameDtype::kFloat32) {
     return absl::InvalidArgumentError(

@@ -246,9 +246,9 @@ absl::Status BundleManifest::Validate() const {
   for (const CutInfo& cut : cuts) {
     const CodecSpec& codec = cut.codec;
     if (codec.zstd_level < kMinZstdLevel || codec.zstd_level > kMaxZstdLevel) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cut ", cut.id, ": zstd level ", codec.zstd_level, " out of range ",
-                       kMinZstdLevel, "..", kMaxZstdLevel));
+      return absl::InvalidArgumentError(absl::StrCat("cut ", cut.id, ": zstd level ",
+                                                     codec.zstd_level, " out of range ",
+                                                     kMinZstdLevel, "..", kMaxZstdLevel));
     }
     if (!codec.ranges.empty() && !IsAffineCodec(codec.codec)) {
       return absl::InvalidArgumentError(

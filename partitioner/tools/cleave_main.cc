@@ -100,8 +100,7 @@ absl::Status Split(const SplitFlags& flags) {
   CLEAVE_ASSIGN_OR_RETURN(auto written,
                           cleave::partitioner::WriteBundle(*model, ids, flags.out, options));
   std::cout << "wrote bundle " << written.dir << " (" << written.num_segments << " segments, "
-            << "codec "
-            << cleave::common::CodecLabel(options.codec.codec, options.codec.zstd_level)
+            << "codec " << cleave::common::CodecLabel(options.codec.codec, options.codec.zstd_level)
             << (options.calibration_samples.defined()
                     ? absl::StrCat(", clip ranges from ", options.calibration_samples.size(0),
                                    " samples")
@@ -400,7 +399,9 @@ int main(int argc, char** argv) {
       ->add_option("--codec", split_flags.codec,
                    "activation codec: raw, fp16, bf16, int8, int8-channel, int4")
       ->default_val(split_flags.codec);
-  split->add_option("--zstd-level", split_flags.zstd_level, "zstd after the codec (0: off; -7..-1: zstd's fast modes)")
+  split
+      ->add_option("--zstd-level", split_flags.zstd_level,
+                   "zstd after the codec (0: off; -7..-1: zstd's fast modes)")
       ->default_val(0)
       ->check(CLI::Range(cleave::common::kMinZstdLevel, cleave::common::kMaxZstdLevel));
   split->add_option("--calibration-data", split_flags.calibration_data,

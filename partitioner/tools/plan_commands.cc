@@ -186,8 +186,8 @@ absl::Status Plan(const PlanFlags& flags) {
             << (flags.device_scale != 1.0
                     ? absl::StrFormat(" (compute scaled x%.3g)", flags.device_scale)
                     : "")
-            << "\nedge:   " << edge.machine << "\ncodec:  "
-            << common::CodecLabel(options.codec.codec, flags.zstd_level)
+            << "\nedge:   " << edge.machine
+            << "\ncodec:  " << common::CodecLabel(options.codec.codec, flags.zstd_level)
             << ", frame sizes measured on "
             << (flags.calibration_data.empty()
                     ? std::string("the seeded sample input")
@@ -274,7 +274,9 @@ void AddPlanCommand(CLI::App& app, absl::Status* status) {
       ->add_option("--codec", flags->codec,
                    "activation codec: raw, fp16, bf16, int8, int8-channel, int4")
       ->default_val(flags->codec);
-  command->add_option("--zstd-level", flags->zstd_level, "zstd after the codec (0: off; -7..-1: zstd's fast modes)")
+  command
+      ->add_option("--zstd-level", flags->zstd_level,
+                   "zstd after the codec (0: off; -7..-1: zstd's fast modes)")
       ->default_val(flags->zstd_level)
       ->check(CLI::Range(common::kMinZstdLevel, common::kMaxZstdLevel));
   command->add_option("--calibration-data", flags->calibration_data,
