@@ -186,21 +186,18 @@ absl::Status Run(const BenchOptions& options, json* report) {
   load.optimize_for_inference = true;
   CLEAVE_ASSIGN_OR_RETURN(auto bundle, cleave::common::Bundle::Load(options.bundle, load));
   const cleave::common::BundleManifest& manifest = bundle->manifest();
+  if (manifest.cuts.empty()) return absl::InvalidArgumentError("the bundle has no cut");
   int cut = manifest.cuts.back().id;
   if (!options.cut.empty() && !absl::SimpleAtoi(options.cut, &cut)) {
-    const auto named = std::find_if(manifest.cuts.begin(), manifest.cuts.end(),
-                                    [&](const auto& c) { return c.name == options.cut; });
-    if (named == manifest.cuts.end()) {
+    const auto* named = manifest.FindCutNamed(options.cut);
+    if (named == nullptr)
       return absl::InvalidArgumentError(absl::StrCat("no cut named ", options.cut));
-    }
     cut = named->id;
   }
   CLEAVE_ASSIGN_OR_RETURN(const size_t split, bundle->SegmentStartingAt(cut));
   if (split == 0) return absl::InvalidArgumentError("--cut must leave the device some segments");
   const size_t last = manifest.segments.size() - 1;
-  const cleave::common::CutInfo* info = manifest.FindCut(cut);
-  const cleave::common::CodecSpec codec =
-      info != nullptr ? info->codec : cleave::common::CodecSpec{};
+  const cleave::common::CodecSpec codec = manifest.CodecAt(cut);
   CLEAVE_ASSIGN_OR_RETURN(auto data, cleave::common::LoadFashionMnist(options.data, "t10k", 256));
   const at::Tensor& images = data.images;
 
@@ -224,17 +221,13 @@ absl::Status Run(const BenchOptions& options, json* report) {
   auto whole = [&](const at::Tensor& image) {
     return bundle->RunSegments(0, last, {image}).status();
   };
-  auto bare_offload = [&](const at::Tensor& image) -> absl::Status {
-    CLEAVE_ASSIGN_OR_RETURN(c10::IValue activation, bundle->RunSegments(0, split - 1, {image}));
-    CLEAVE_ASSIGN_OR_RETURN(std::string frame,
-                            cleave::common::EncodeFrame(activation.toTensor(), codec));
-    return bare.Call(std::move(frame)).status();
-  };
-  auto bare_callback_offload = [&](const at::Tensor& image) -> absl::Status {
-    CLEAVE_ASSIGN_OR_RETURN(c10::IValue activation, bundle->RunSegments(0, split - 1, {image}));
-    CLEAVE_ASSIGN_OR_RETURN(std::string frame,
-                            cleave::common::EncodeFrame(activation.toTensor(), codec));
-    return bare_callback.Call(std::move(frame)).status();
+  auto offload_via = [&](auto& client) {
+    return [&, client = &client](const at::Tensor& image) -> absl::Status {
+      CLEAVE_ASSIGN_OR_RETURN(c10::IValue activation, bundle->RunSegments(0, split - 1, {image}));
+      CLEAVE_ASSIGN_OR_RETURN(std::string frame,
+                              cleave::common::EncodeFrame(activation.toTensor(), codec));
+      return client->Call(std::move(frame)).status();
+    };
   };
   auto runtime_call = [](cleave::device::Runtime& runtime, cleave::device::Placement expected) {
     return [&runtime, expected](const at::Tensor& image) -> absl::Status {
@@ -250,8 +243,8 @@ absl::Status Run(const BenchOptions& options, json* report) {
   const std::vector<std::pair<std::string, std::function<absl::Status(const at::Tensor&)>>>
       variants = {
           {"front forward", front},
-          {"bare offload", bare_offload},
-          {"bare callback offload", bare_callback_offload},
+          {"bare offload", offload_via(bare)},
+          {"bare callback offload", offload_via(bare_callback)},
           {"runtime offload", runtime_call(*offload_runtime, cleave::device::Placement::kEdge)},
           {"whole forward", whole},
           {"runtime local", runtime_call(*local_runtime, cleave::device::Placement::kDevice)},

@@ -26,17 +26,14 @@ PIDS=()
 stop_all() { for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; }
 trap stop_all EXIT
 
-# start_configured_edge NAME BUNDLES FLAGS...: start_edge with extra cleave-edge flags (through
-# a wrapper that execs the real binary, so EDGE_PID is the server's pid); sets EDGE_PORT.
+# start_configured_edge NAME BUNDLES FLAGS...: start_edge with extra cleave-edge flags, logging
+# into its own folder; sets EDGE_PID and EDGE_PORT.
 start_configured_edge() {
   local name="$1" bundles="$2"
   shift 2
   local dir="$RESULTS/edge-$name"
-  mkdir -p "$dir/bin"
-  printf '#!/bin/sh\nexec %q "$@"%s\n' "$BIN/cleave-edge" "$(printf ' %q' "$@")" \
-    > "$dir/bin/cleave-edge"
-  chmod +x "$dir/bin/cleave-edge"
-  start_edge "$dir/bin" "$bundles" "$dir"
+  mkdir -p "$dir"
+  start_edge "$BIN" "$bundles" "$dir" "$@"
   PIDS+=("$EDGE_PID")
 }
 
@@ -77,7 +74,8 @@ for model in $MODELS; do
     resnet18)
       mkdir -p "$RESULTS/resnet18"
       # Real architecture, random weights: only shapes and timings matter here.
-      /usr/bin/python3 bench/export_torchvision.py resnet18 "$RESULTS/resnet18/resnet18.pt"
+      [[ -f "$RESULTS/resnet18/resnet18.pt" ]] \
+        || /usr/bin/python3 bench/export_torchvision.py resnet18 "$RESULTS/resnet18/resnet18.pt"
       CUT=layer2  # the end of stage layer2
       BUNDLE="$RESULTS/resnet18/bundles/resnet18"
       build/bin/cleave split "$RESULTS/resnet18/resnet18.pt" --input-shape 1,3,224,224 \

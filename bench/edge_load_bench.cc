@@ -76,8 +76,7 @@ absl::StatusOr<std::vector<std::string>> EncodeActivations(const Bundle& bundle,
     }
     activations = at::cat(parts, 0);
   }
-  const cleave::common::CutInfo* cut = bundle.manifest().FindCut(cut_id);
-  const cleave::common::CodecSpec codec = cut != nullptr ? cut->codec : cleave::common::CodecSpec{};
+  const cleave::common::CodecSpec codec = bundle.manifest().CodecAt(cut_id);
   std::vector<std::string> frames;
   for (int64_t i = 0; i < activations.size(0); ++i) {
     CLEAVE_ASSIGN_OR_RETURN(std::string frame,
@@ -110,9 +109,7 @@ absl::StatusOr<int> ResolveCut(const Bundle& bundle, const std::string& text) {
   }
   int id = 0;
   if (absl::SimpleAtoi(text, &id)) return id;
-  for (const auto& cut : cuts) {
-    if (cut.name == text) return cut.id;
-  }
+  if (const auto* cut = bundle.manifest().FindCutNamed(text)) return cut->id;
   return absl::InvalidArgumentError(
       absl::StrCat("cut '", text, "' is not a cut of bundle ", bundle.manifest().name));
 }
@@ -248,16 +245,16 @@ absl::Status Run(const BenchOptions& options, json* report) {
     specs.push_back(spec);
   }
   const cleave::common::CutInfo* cut = bundle->manifest().FindCut(cut_id);
-  (*report)["bundle"] = {
-      {"dir", options.bundle},
-      {"name", bundle->manifest().name},
-      {"id", bundle->id()},
-      {"cut_id", cut_id},
-      {"cut", cut != nullptr ? cut->name : "input"},
-      {"activation_shape", activations.front().sizes().vec()},
-      {"codec", cut != nullptr ? cleave::common::CodecName(cut->codec.codec) : "raw"},
-      {"zstd_level", cut != nullptr ? cut->codec.zstd_level : 0},
-      {"mean_frame_bytes", frame_bytes}};
+  const cleave::common::CodecSpec codec = bundle->manifest().CodecAt(cut_id);
+  (*report)["bundle"] = {{"dir", options.bundle},
+                         {"name", bundle->manifest().name},
+                         {"id", bundle->id()},
+                         {"cut_id", cut_id},
+                         {"cut", cut != nullptr ? cut->name : "input"},
+                         {"activation_shape", activations.front().sizes().vec()},
+                         {"codec", cleave::common::CodecName(codec.codec)},
+                         {"zstd_level", codec.zstd_level},
+                         {"mean_frame_bytes", frame_bytes}};
   (*report)["inputs"] = {{"kind", options.inputs}, {"frames", frames.size()}};
   (*report)["settings"] = {{"warmup_s", options.warmup_s},
                            {"duration_s", options.duration_s},

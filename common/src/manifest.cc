@@ -302,6 +302,19 @@ const CutInfo* BundleManifest::FindCut(int id) const {
   return nullptr;
 }
 
+CodecSpec BundleManifest::CodecAt(int id) const {
+  if (id == kInputCutId) return input_codec;
+  const CutInfo* cut = FindCut(id);
+  return cut != nullptr ? cut->codec : CodecSpec{};
+}
+
+const CutInfo* BundleManifest::FindCutNamed(absl::string_view name) const {
+  for (const CutInfo& cut : cuts) {
+    if (cut.name == name) return &cut;
+  }
+  return nullptr;
+}
+
 const ExitInfo* BundleManifest::FindExit(int cut_id) const {
   for (const ExitInfo& exit : exits) {
     if (exit.cut_id == cut_id) return &exit;

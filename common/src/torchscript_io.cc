@@ -37,18 +37,15 @@ absl::StatusOr<std::string> SaveTorchScriptToBytes(const torch::jit::Module& mod
   });
 }
 
-torch::jit::Module OptimizeForInference(torch::jit::Module module, std::string* skipped) {
+torch::jit::Module OptimizeForInference(torch::jit::Module module) {
   try {
     // The passes rewrite the module's graph in place: work on a copy so a failure half-way
     // leaves the original untouched.
     torch::jit::Module copy = module.clone();
     return torch::jit::optimize_for_inference(copy);
-  } catch (const c10::Error& error) {
-    if (skipped != nullptr) *skipped = error.what_without_backtrace();
-  } catch (const std::exception& error) {
-    if (skipped != nullptr) *skipped = error.what();
+  } catch (const std::exception&) {  // c10::Error included: keep the module as it was
+    return module;
   }
-  return module;
 }
 
 absl::Status FlattenTensors(const c10::IValue& value, std::vector<at::Tensor>* tensors) {

@@ -80,6 +80,13 @@ void Smooth(double* estimate, double sample, bool* known) {
   *known = true;
 }
 
+// The same for element `i` of a per-segment estimate and its known flags.
+void Smooth(std::vector<double>* estimates, std::vector<bool>* known, size_t i, double sample) {
+  bool was_known = (*known)[i];
+  Smooth(&(*estimates)[i], sample, &was_known);
+  (*known)[i] = was_known;
+}
+
 // Bytes a frame of `elements` float32 values takes with `spec`, before measuring: the codec's
 // symbols plus a header, and a guess at what zstd saves.
 double GuessFrameBytes(double elements, const common::CodecSpec& spec) {
@@ -157,13 +164,12 @@ struct Runtime::Instruments {
 
 // One request in flight.
 struct Runtime::Call {
-  at::Tensor input;
   InferOptions options;
   std::function<void(absl::StatusOr<Result>)> done;
   Clock::time_point start;
   Clock::time_point deadline;
   Result result;
-  c10::IValue value;                      // the activation where the device stopped
+  c10::IValue value;                      // the input, then the activation where the device stopped
   size_t split = 0;                       // the edge resumes at this segment
   std::optional<at::Tensor> best_logits;  // last exit head's answer, for a degraded result
   std::optional<int> best_exit_cut;
@@ -179,8 +185,6 @@ struct Attempt {
   std::atomic<bool> settled{false};
   uint64_t request_id = 0;
   size_t edge = 0;
-  size_t segment = 0;
-  double frame_bytes = 0;
   Clock::time_point sent;
 };
 
@@ -325,11 +329,7 @@ absl::Status Runtime::Initialize(const std::string& bundle_dir, const RuntimeOpt
 }
 
 common::CodecSpec Runtime::CodecFor(int cut_id) const {
-  if (options_.codec.has_value()) return *options_.codec;
-  const common::BundleManifest& manifest = bundle_->manifest();
-  if (cut_id == common::kInputCutId) return manifest.input_codec;
-  const common::CutInfo* cut = manifest.FindCut(cut_id);
-  return cut != nullptr ? cut->codec : common::CodecSpec{};
+  return options_.codec.has_value() ? *options_.codec : bundle_->manifest().CodecAt(cut_id);
 }
 
 Runtime::~Runtime() {
@@ -389,7 +389,7 @@ std::shared_ptr<Runtime::Call> Runtime::NewCall(at::Tensor input, InferOptions o
   auto call = std::make_shared<Call>();
   call->start = Clock::now();
   call->deadline = call->start + options.deadline.value_or(options_.deadline);
-  call->input = std::move(input);
+  call->value = std::move(input);
   call->options = std::move(options);
   call->done = std::move(done);
   std::lock_guard<std::mutex> lock(calls_mutex_);
@@ -466,7 +466,6 @@ void Runtime::Start(std::shared_ptr<Call> call) {
     // Stay on the device: all held segments (degraded when it does not hold them all). With
     // edges configured and none available that is a fallback, not the policy's choice.
     const bool no_edge = !edges_.empty() && !NextAvailableEdge(0).has_value();
-    call->value = call->input;
     call->split = held;
     auto exited = RunOnDevice(*call, 0, held - 1);
     if (!exited.ok()) return Complete(call, exited.status());
@@ -485,7 +484,6 @@ void Runtime::Start(std::shared_ptr<Call> call) {
   }
   call->split = *offload;
   call->result.cut_id = manifest.segments[*offload].begin_cut;
-  call->value = call->input;
   if (*offload > 0) {
     auto exited = RunOnDevice(*call, 0, *offload - 1);
     if (!exited.ok()) return Complete(call, exited.status());
@@ -501,7 +499,7 @@ void Runtime::Start(std::shared_ptr<Call> call) {
   call->result.timings.encode_ms = MillisSince(encode_start);
   const std::optional<size_t> edge = NextAvailableEdge(0);
   if (!edge.has_value()) return FinishLocally(call, "no edge available (all in backoff)");
-  Offload(call, *edge, /*retry=*/false);
+  Offload(call, *edge);
 }
 
 absl::StatusOr<bool> Runtime::RunOnDevice(Call& call, size_t first, size_t last) {
@@ -521,9 +519,7 @@ absl::StatusOr<bool> Runtime::RunOnDevice(Call& call, size_t first, size_t last)
     call.result.timings.device_compute_ms += elapsed;
     {
       std::lock_guard<std::mutex> lock(estimates_->mutex);
-      bool known = estimates_->device_known[segment];
-      Smooth(&estimates_->device_ms[segment], elapsed, &known);
-      estimates_->device_known[segment] = known;
+      Smooth(&estimates_->device_ms, &estimates_->device_known, segment, elapsed);
     }
     const std::optional<int> end = manifest.segments[segment].end_cut;
     if (call.probe_due && end && segment + 1 < manifest.segments.size()) {
@@ -552,13 +548,10 @@ absl::StatusOr<bool> Runtime::RunOnDevice(Call& call, size_t first, size_t last)
   return false;
 }
 
-void Runtime::Offload(std::shared_ptr<Call> call, size_t edge_index, bool retry) {
-  call->retried = call->retried || retry;
+void Runtime::Offload(std::shared_ptr<Call> call, size_t edge_index) {
   auto attempt = std::make_shared<Attempt>();
   attempt->request_id = next_request_id_.fetch_add(1);
   attempt->edge = edge_index;
-  attempt->segment = call->split;
-  attempt->frame_bytes = static_cast<double>(call->frame.size());
   const Clock::time_point edge_deadline = EdgeDeadline(*call);
   const double budget_ms = MillisUntil(edge_deadline);
   if (budget_ms <= 0) return FinishLocally(call, "no time left for the edge");
@@ -614,44 +607,20 @@ void Runtime::OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index, Clock:
       outputs.push_back(*std::move(tensor));
     }
     if (status.ok()) {
-      const v1::ServerTimings& server = response->timings();
-      const double edge_ms = static_cast<double>(server.queue_us() + server.decode_us() +
-                                                 server.compute_us() + server.encode_us()) /
-                             1000.0;
+      const RoundTrip trip =
+          MeasureRoundTrip(sent, static_cast<double>(call->frame.size()), *response);
       Timings& timings = call->result.timings;
-      timings.edge_queue_ms = static_cast<double>(server.queue_us()) / 1000.0;
-      timings.edge_compute_ms = static_cast<double>(server.compute_us()) / 1000.0;
-      timings.network_ms = std::max(0.0, MillisSince(sent) - edge_ms);
-      double response_bytes = 0;
-      for (const std::string& bytes : response->outputs()) response_bytes += bytes.size();
-      const Timings seen = timings;
-      instruments_->network->Observe(seen.network_ms / 1000.0);
+      timings.edge_queue_ms = trip.edge_queue_ms;
+      timings.edge_compute_ms = trip.edge_compute_ms;
+      timings.network_ms = trip.network_ms;
       call->result.outputs = std::move(outputs);
       call->result.placement = Placement::kEdge;
       call->result.edge = edge.target();
       edge.ReportSuccess();
-      // Learn from the round trip (link, edge speed and queueing, frame size at this cut) once
-      // the caller has its answer: the next request may decide on estimates one answer old.
-      return Complete(call, std::move(call->result), [&] {
-        const double frame_bytes = static_cast<double>(call->frame.size());
-        link_->Record(frame_bytes + response_bytes, seen.network_ms);
-        const LinkEstimate link = link_->Current();
-        instruments_->rtt->Set(link.rtt_ms / 1000.0);
-        instruments_->bandwidth->Set(link.bytes_per_ms * 1000.0);
-        Estimates& e = *estimates_;
-        std::lock_guard<std::mutex> lock(e.mutex);
-        bool known = e.edge_tail_known[call->split];
-        Smooth(&e.edge_tail_ms[call->split], seen.edge_compute_ms, &known);
-        e.edge_tail_known[call->split] = known;
-        if (e.tail_macs[call->split] > 0) {
-          Smooth(&e.edge_ms_per_mac, seen.edge_compute_ms / e.tail_macs[call->split],
-                 &e.edge_speed_known);
-        }
-        Smooth(&e.edge_queue_ms, seen.edge_queue_ms, &e.queue_known);
-        known = e.frame_known[call->split];
-        Smooth(&e.frame_bytes[call->split], frame_bytes, &known);
-        e.frame_known[call->split] = known;
-      });
+      // Learn from the round trip once the caller has its answer: the next request may
+      // decide on estimates one answer old.
+      const size_t split = call->split;
+      return Complete(call, std::move(call->result), [&] { Learn(split, trip); });
     }
   }
   edge.ReportFailure();
@@ -662,11 +631,44 @@ void Runtime::OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index, Clock:
     std::optional<size_t> next = NextAvailableEdge(edge_index + 1);
     if (!next.has_value()) next = NextAvailableEdge(0);
     if (next.has_value()) {
-      Post([this, call, next = *next] { Offload(call, next, /*retry=*/true); });
+      call->retried = true;
+      Post([this, call, next = *next] { Offload(call, next); });
       return;
     }
   }
   FinishLocally(call, std::string(status.message()));
+}
+
+Runtime::RoundTrip Runtime::MeasureRoundTrip(Clock::time_point sent, double frame_bytes,
+                                             const v1::InferResponse& response) const {
+  const v1::ServerTimings& server = response.timings();
+  RoundTrip trip;
+  trip.edge_queue_ms = static_cast<double>(server.queue_us()) / 1000.0;
+  trip.edge_compute_ms = static_cast<double>(server.compute_us()) / 1000.0;
+  const double edge_ms = static_cast<double>(server.queue_us() + server.decode_us() +
+                                             server.compute_us() + server.encode_us()) /
+                         1000.0;
+  trip.network_ms = std::max(0.0, MillisSince(sent) - edge_ms);
+  trip.frame_bytes = frame_bytes;
+  trip.bytes = frame_bytes;
+  for (const std::string& bytes : response.outputs()) trip.bytes += bytes.size();
+  instruments_->network->Observe(trip.network_ms / 1000.0);
+  return trip;
+}
+
+void Runtime::Learn(size_t split, const RoundTrip& trip) {
+  link_->Record(trip.bytes, trip.network_ms);
+  const LinkEstimate link = link_->Current();
+  instruments_->rtt->Set(link.rtt_ms / 1000.0);
+  instruments_->bandwidth->Set(link.bytes_per_ms * 1000.0);
+  Estimates& e = *estimates_;
+  std::lock_guard<std::mutex> lock(e.mutex);
+  Smooth(&e.edge_tail_ms, &e.edge_tail_known, split, trip.edge_compute_ms);
+  if (e.tail_macs[split] > 0) {
+    Smooth(&e.edge_ms_per_mac, trip.edge_compute_ms / e.tail_macs[split], &e.edge_speed_known);
+  }
+  Smooth(&e.edge_queue_ms, trip.edge_queue_ms, &e.queue_known);
+  Smooth(&e.frame_bytes, &e.frame_known, split, trip.frame_bytes);
 }
 
 Clock::time_point Runtime::EdgeDeadline(const Call& call) const {
@@ -732,13 +734,9 @@ void Runtime::MaybeProbe(const Call& call) {
   const int cut = manifest.segments[segment].begin_cut;
   auto frame = common::EncodeFrame(activation, CodecFor(cut));
   if (!frame.ok()) return;
-  auto probe = std::make_shared<Call>();
-  probe->start = Clock::now();
-  probe->deadline = probe->start + std::max(options_.deadline, std::chrono::milliseconds(1000));
-  probe->split = segment;
-  probe->result.cut_id = cut;
-  probe->frame = *std::move(frame);
-  probe->retried = true;  // probes never retry
+  const Clock::time_point deadline =
+      Clock::now() + std::max(options_.deadline, std::chrono::milliseconds(1000));
+  const auto frame_bytes = static_cast<double>(frame->size());
   auto attempt = std::make_shared<Attempt>();
   attempt->request_id = next_request_id_.fetch_add(1);
   attempt->edge = *edge;
@@ -747,8 +745,8 @@ void Runtime::MaybeProbe(const Call& call) {
   request.set_request_id(attempt->request_id);
   request.set_bundle_id(bundle_->id());
   request.set_cut_id(cut);
-  request.set_activation(probe->frame);
-  request.set_timeout_us(static_cast<uint64_t>(MillisUntil(probe->deadline) * 1000));
+  request.set_activation(*std::move(frame));
+  request.set_timeout_us(static_cast<uint64_t>(MillisUntil(deadline) * 1000));
   {
     std::lock_guard<std::mutex> lock(calls_mutex_);
     ++calls_in_flight_;  // the destructor waits for probes too
@@ -759,26 +757,27 @@ void Runtime::MaybeProbe(const Call& call) {
     --calls_in_flight_;
     calls_done_.notify_all();
   };
-  deadlines_->Schedule(probe->deadline, [this, attempt, finish] {
+  deadlines_->Schedule(deadline, [this, attempt, finish] {
     if (attempt->settled.exchange(true)) return;
     edges_[attempt->edge]->Abandon(attempt->request_id);
     edges_[attempt->edge]->ReportFailure();
     finish("late");
   });
-  edges_[*edge]->Send(std::move(request),
-                      [this, probe, attempt, finish](absl::StatusOr<v1::InferResponse> response) {
-                        if (attempt->settled.exchange(true)) return;
-                        const bool ok = response.ok() && response->status_code() == 0;
-                        if (ok) {
-                          // Learn from it exactly as from a real answer, then drop the answer.
-                          probe->done = [](absl::StatusOr<Result>) {};
-                          probe->completed = true;  // so OnEdgeAnswer's Complete is a no-op
-                          OnEdgeAnswer(probe, attempt->edge, attempt->sent, std::move(response));
-                        } else {
-                          edges_[attempt->edge]->ReportFailure();
-                        }
-                        finish(ok ? "ok" : "failed");
-                      });
+  edges_[*edge]->Send(std::move(request), [this, segment = segment, frame_bytes, attempt,
+                                           finish](absl::StatusOr<v1::InferResponse> response) {
+    if (attempt->settled.exchange(true)) return;
+    const bool ok = response.ok() && response->status_code() == 0;
+    EdgeClient& edge = *edges_[attempt->edge];
+    if (ok) {
+      // Learn from it as from a real answer; nobody needs the answer itself.
+      const RoundTrip trip = MeasureRoundTrip(attempt->sent, frame_bytes, *response);
+      edge.ReportSuccess();
+      Learn(segment, trip);
+    } else {
+      edge.ReportFailure();
+    }
+    finish(ok ? "ok" : "failed");
+  });
 }
 
 void Runtime::Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result) {
@@ -787,10 +786,7 @@ void Runtime::Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result>
 
 void Runtime::Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result,
                        absl::FunctionRef<void()> after) {
-  if (call->completed.exchange(true)) {
-    after();  // a probe, or answered already: still learn from it
-    return;
-  }
+  if (call->completed.exchange(true)) return;
   // Counters first (an atomic add each), so telemetry read after an answer includes it.
   if (result.ok()) {
     result->timings.total_ms = MillisSince(call->start);

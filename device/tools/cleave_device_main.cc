@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <array>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 
@@ -61,9 +60,9 @@ absl::StatusOr<int> ResolveCut(const std::string& bundle_dir, const std::string&
   const std::string path = (std::filesystem::path(bundle_dir) / "manifest.json").string();
   CLEAVE_ASSIGN_OR_RETURN(std::string json, cleave::common::ReadFile(path));
   CLEAVE_ASSIGN_OR_RETURN(auto manifest, cleave::common::BundleManifest::FromJson(json, path));
+  if (const auto* cut = manifest.FindCutNamed(reference)) return cut->id;
   std::vector<std::string> names;
   for (const cleave::common::CutInfo& cut : manifest.cuts) {
-    if (cut.name == reference) return cut.id;
     names.push_back(absl::StrCat(cut.name, " (", cut.id, ")"));
   }
   return absl::InvalidArgumentError(absl::StrCat("--cut ", reference, ": bundle ", bundle_dir,
@@ -75,7 +74,6 @@ absl::StatusOr<int> ResolveCut(const std::string& bundle_dir, const std::string&
 struct Inputs {
   at::Tensor images;
   std::optional<at::Tensor> labels;
-  std::string source;
 };
 
 // Reads every *.frame file in `dir` (sorted by name), each one tensor frame [1, ...] or [...]
@@ -112,13 +110,13 @@ absl::StatusOr<Inputs> LoadFrameFolder(const std::string& dir, int64_t limit) {
     }
     tensors.push_back(sample);
   }
-  return Inputs{at::stack(tensors), std::nullopt, dir};
+  return Inputs{at::stack(tensors), std::nullopt};
 }
 
 absl::StatusOr<Inputs> LoadInputs(const RunOptions& run) {
   if (!run.inputs.empty()) return LoadFrameFolder(run.inputs, run.limit);
   CLEAVE_ASSIGN_OR_RETURN(auto data, cleave::common::LoadFashionMnist(run.data, "t10k", run.limit));
-  return Inputs{data.images, data.labels, run.data};
+  return Inputs{data.images, data.labels};
 }
 
 // The unsplit model's predicted class for every input, in batches.

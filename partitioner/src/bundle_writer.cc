@@ -103,9 +103,8 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
   manifest.source = {fs::path(model.path()).filename().string(), model.source_sha256()};
   manifest.inputs = model.inputs();
   // Only a single float input can be quantized as a whole; several inputs go raw.
-  if (manifest.inputs.size() == 1 && manifest.inputs[0].dtype == at::kFloat) {
-    manifest.input_codec = options.codec;
-  }
+  const bool quantize_input = manifest.inputs.size() == 1 && manifest.inputs[0].dtype == at::kFloat;
+  if (quantize_input) manifest.input_codec = options.codec;
   std::vector<int64_t> macs_at = {0}, param_bytes_at = {0};  // before each boundary
   for (int id : cut_ids) {
     CLEAVE_ASSIGN_OR_RETURN(CutPoint cut, model.FindCut(id));
@@ -117,16 +116,16 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
   macs_at.push_back(model.total_macs());
   param_bytes_at.push_back(model.total_param_bytes());
   if (common::IsAffineCodec(options.codec.codec) && options.calibration_samples.defined()) {
+    // One pass over the samples calibrates the input (when quantized) and every cut.
+    std::vector<int> calibrated = cut_ids;
+    if (quantize_input) calibrated.insert(calibrated.begin(), common::kInputCutId);
     CLEAVE_ASSIGN_OR_RETURN(auto ranges,
-                            CalibrateClipRanges(model, cut_ids, options.calibration_samples,
+                            CalibrateClipRanges(model, calibrated, options.calibration_samples,
                                                 options.codec.codec, options.calibration));
-    for (size_t i = 0; i < ranges.size(); ++i) manifest.cuts[i].codec.ranges = ranges[i];
-    if (manifest.input_codec.codec == options.codec.codec) {
-      CLEAVE_ASSIGN_OR_RETURN(
-          auto input_ranges,
-          CalibrateClipRanges(model, {common::kInputCutId}, options.calibration_samples,
-                              options.codec.codec, options.calibration));
-      manifest.input_codec.ranges = input_ranges[0];
+    const size_t first_cut = quantize_input ? 1 : 0;
+    if (quantize_input) manifest.input_codec.ranges = ranges[0];
+    for (size_t i = first_cut; i < ranges.size(); ++i) {
+      manifest.cuts[i - first_cut].codec.ranges = ranges[i];
     }
   }
   std::vector<at::Tensor> outputs;

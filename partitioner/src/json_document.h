@@ -28,6 +28,28 @@ inline absl::Status CheckDocumentHeader(const nlohmann::json& document, absl::st
   return absl::OkStatus();
 }
 
+// Parses `text`, checks its header as above and hands the document to `read` (a callable
+// taking const nlohmann::json& and returning absl::Status). JSON errors on the way, missing
+// fields or wrong types included, become INVALID_ARGUMENT "<origin> is not a valid cleave
+// <what>: …".
+template <typename Read>
+absl::Status ReadDocument(absl::string_view text, absl::string_view format, int version,
+                          absl::string_view what, absl::string_view how_to_make,
+                          absl::string_view origin, Read read) {
+  try {
+    const nlohmann::json document = nlohmann::json::parse(text);
+    if (absl::Status header =
+            CheckDocumentHeader(document, format, version, what, how_to_make, origin);
+        !header.ok()) {
+      return header;
+    }
+    return read(document);
+  } catch (const std::exception& error) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, " is not a valid cleave ", what, ": ", error.what()));
+  }
+}
+
 }  // namespace cleave::partitioner
 
 #endif  // CLEAVE_PARTITIONER_SRC_JSON_DOCUMENT_H_

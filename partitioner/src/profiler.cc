@@ -241,10 +241,7 @@ std::string ModelProfile::ToJson() const {
 absl::StatusOr<ModelProfile> ModelProfile::FromJson(absl::string_view text,
                                                     absl::string_view origin) {
   ModelProfile profile;
-  try {
-    const json j = json::parse(text);
-    CLEAVE_RETURN_IF_ERROR(
-        CheckDocumentHeader(j, kFormatName, kFormatVersion, "profile", "cleave profile", origin));
+  auto read = [&profile](const json& j) -> absl::Status {
     profile.model_file = j.at("model").get<std::string>();
     profile.model_sha256 = j.at("model_sha256").get<std::string>();
     profile.input_shapes = j.at("input_shapes").get<std::vector<common::Shape>>();
@@ -282,10 +279,10 @@ absl::StatusOr<ModelProfile> ModelProfile::FromJson(absl::string_view text,
       profile.segments.push_back(std::move(parsed));
     }
     profile.output_bytes = j.at("output_bytes").get<std::vector<int64_t>>();
-  } catch (const std::exception& error) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(origin, " is not a valid cleave profile: ", error.what()));
-  }
+    return absl::OkStatus();
+  };
+  CLEAVE_RETURN_IF_ERROR(
+      ReadDocument(text, kFormatName, kFormatVersion, "profile", "cleave profile", origin, read));
   // The segments must chain through the cuts, or a plan would combine the wrong timings.
   if (profile.cuts.empty() || profile.segments.size() != profile.cuts.size()) {
     return absl::InvalidArgumentError(absl::StrCat(origin, ": ", profile.segments.size(),

@@ -10,6 +10,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -69,15 +70,16 @@ struct SplitFlags {
 
 absl::Status Split(const SplitFlags& flags) {
   CLEAVE_ASSIGN_OR_RETURN(auto shapes, cleave::common::ParseShapes(flags.input_shape));
-  CLEAVE_ASSIGN_OR_RETURN(auto model, cleave::partitioner::ModelGraph::Load(flags.model, shapes));
+  // Flags first: they are cheap to check, loading the model is not.
+  if (flags.plan.empty() == flags.cuts.empty()) {
+    return absl::InvalidArgumentError("give either --cuts or --plan");
+  }
   cleave::partitioner::BundleOptions options;
   options.name = flags.name;
   CLEAVE_ASSIGN_OR_RETURN(options.codec.codec, cleave::common::ParseCodec(flags.codec));
   options.codec.zstd_level = flags.zstd_level;
+  CLEAVE_ASSIGN_OR_RETURN(auto model, cleave::partitioner::ModelGraph::Load(flags.model, shapes));
   std::vector<int> ids;
-  if (flags.plan.empty() == flags.cuts.empty()) {
-    return absl::InvalidArgumentError("give either --cuts or --plan");
-  }
   if (!flags.plan.empty()) {
     CLEAVE_ASSIGN_OR_RETURN(auto planned,
                             cleave::tools::ReadPlanFor(flags.plan, model->source_sha256()));
@@ -199,16 +201,15 @@ absl::Status TrainExits(const ExitFlags& flags) {
   CLEAVE_ASSIGN_OR_RETURN(auto bundle, cleave::common::Bundle::Load(bundle_dir));
   std::vector<int> cut_ids;
   for (const std::string& name : cut_names) {
-    const auto& cuts = bundle->manifest().cuts;
-    auto it = std::find_if(cuts.begin(), cuts.end(), [&](const cleave::common::CutInfo& cut) {
-      return cut.name == name || absl::StrCat(cut.id) == name;
-    });
-    if (it == cuts.end()) {
+    const cleave::common::BundleManifest& manifest = bundle->manifest();
+    const cleave::common::CutInfo* cut = manifest.FindCutNamed(name);
+    if (int id = 0; cut == nullptr && absl::SimpleAtoi(name, &id)) cut = manifest.FindCut(id);
+    if (cut == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(
           "cut '", name, "' is not a cut of bundle ", bundle_dir, " (its cuts: ",
           bundle->manifest().DescribeResumableCuts(), "); exits go where segments end"));
     }
-    cut_ids.push_back(it->id);
+    cut_ids.push_back(cut->id);
   }
   CLEAVE_ASSIGN_OR_RETURN(auto data, LoadTrainAndHeldOut(flags.data, flags.held_out, flags.limit));
   cleave::partitioner::ExitTrainingOptions options;

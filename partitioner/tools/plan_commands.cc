@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "cleave/common/bundle.h"
 #include "cleave/common/files.h"
+#include "cleave/common/manifest.h"
 #include "cleave/common/progress.h"
 #include "cleave/common/status_macros.h"
 #include "cleave/common/text_table.h"
@@ -42,7 +42,6 @@ absl::Status Profile(const ProfileFlags& flags) {
   options.on_progress = [&](int64_t done, int64_t total) {
     if (bar == nullptr) bar = std::make_unique<common::ProgressBar>("profiling", total);
     bar->Update(done);
-    if (done == total) bar->Finish();
   };
   CLEAVE_ASSIGN_OR_RETURN(partitioner::ModelProfile profile,
                           partitioner::ProfileModel(*model, options));
@@ -107,13 +106,10 @@ absl::Status Plan(const PlanFlags& flags) {
   CLEAVE_ASSIGN_OR_RETURN(auto device, ReadProfile(flags.device_profile));
   CLEAVE_ASSIGN_OR_RETURN(auto edge, ReadProfile(flags.edge_profile));
   CLEAVE_ASSIGN_OR_RETURN(auto shapes, common::ParseShapes(flags.input_shape));
-  CLEAVE_ASSIGN_OR_RETURN(auto model, partitioner::ModelGraph::Load(flags.model, shapes));
-  if (model->source_sha256() != device.model_sha256) {
-    return absl::InvalidArgumentError(absl::StrCat(flags.device_profile, " was made for ",
-                                                   device.model_file, ", not for ", flags.model,
-                                                   " (model hashes differ)"));
-  }
+  // Flags first: they are cheap to check, loading the model is not.
   partitioner::PlanOptions options;
+  auto rtt = common::ParseDuration(flags.rtt);
+  if (!rtt.ok()) return absl::InvalidArgumentError(absl::StrCat("--rtt: ", rtt.status().message()));
   for (absl::string_view text : absl::StrSplit(flags.bandwidth, ',', absl::SkipWhitespace())) {
     auto rate = common::ParseBitRate(text);
     if (!rate.ok())
@@ -121,9 +117,6 @@ absl::Status Plan(const PlanFlags& flags) {
     if (*rate == 0) {
       return absl::InvalidArgumentError("--bandwidth must be a finite rate such as 20mbit");
     }
-    auto rtt = common::ParseDuration(flags.rtt);
-    if (!rtt.ok())
-      return absl::InvalidArgumentError(absl::StrCat("--rtt: ", rtt.status().message()));
     options.links.push_back(
         {static_cast<double>(*rate), std::chrono::duration<double, std::milli>(*rtt).count()});
   }
@@ -140,6 +133,12 @@ absl::Status Plan(const PlanFlags& flags) {
   options.codec.zstd_level = flags.zstd_level;
   if (!flags.exits_bundle.empty()) {
     CLEAVE_ASSIGN_OR_RETURN(options.exits, ReadExits(flags.exits_bundle));
+  }
+  CLEAVE_ASSIGN_OR_RETURN(auto model, partitioner::ModelGraph::Load(flags.model, shapes));
+  if (model->source_sha256() != device.model_sha256) {
+    return absl::InvalidArgumentError(absl::StrCat(flags.device_profile, " was made for ",
+                                                   device.model_file, ", not for ", flags.model,
+                                                   " (model hashes differ)"));
   }
   if (!flags.cuts.empty()) {
     CLEAVE_ASSIGN_OR_RETURN(options.allowed_cuts, model->ResolveCuts(absl::StrSplit(

@@ -11,7 +11,6 @@
 #include <mutex>
 #include <thread>
 
-#include "cleave/common/bundle.h"
 #include "cleave/device/pipeline.h"
 #include "cleave/device/runtime.h"
 #include "cleave/link_emulator/link_emulator.h"
@@ -34,7 +33,7 @@ class ResilienceTest : public ::testing::Test {
         testing::WriteTestBundle(original_, dir_.path(), "bundles/residual", {"stem", "block1"})
             .empty());
     bundle_dir_ = dir_.File("bundles/residual");
-    first_cut_ = (*common::Bundle::Load(bundle_dir_))->manifest().cuts[0].id;
+    first_cut_ = testing::ReadManifest(bundle_dir_).cuts[0].id;
   }
 
   std::unique_ptr<Runtime> MakeRuntime(const RuntimeOptions& options) {

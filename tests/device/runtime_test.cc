@@ -7,7 +7,6 @@
 #include <future>
 #include <thread>
 
-#include "cleave/common/bundle.h"
 #include "cleave/edge_server/edge_server.h"
 #include "tests/support/test_support.h"
 
@@ -41,8 +40,7 @@ class RuntimeTest : public ::testing::Test {
   RuntimeOptions FixedCutOptions(std::vector<std::string> edges) {
     RuntimeOptions options;
     options.edges = std::move(edges);
-    options.offload_cut =
-        (*common::Bundle::Load(dir_.File("bundles/residual")))->manifest().cuts[0].id;
+    options.offload_cut = testing::ReadManifest(dir_.File("bundles/residual")).cuts[0].id;
     return options;
   }
 
@@ -214,8 +212,7 @@ TEST_F(RuntimeTest, ConfidentSamplesNeverTouchTheNetwork) {
                             0.0);  // every sample is confident enough
   RuntimeOptions options;
   options.edges = {"127.0.0.1:1"};  // unreachable: any attempt would show as a fallback
-  options.offload_cut =
-      (*common::Bundle::Load(dir_.File("bundles/residual")))->manifest().cuts[1].id;
+  options.offload_cut = testing::ReadManifest(dir_.File("bundles/residual")).cuts[1].id;
   auto runtime = MakeRuntime(options);
   ASSERT_NE(runtime, nullptr);
   auto result = runtime->Infer(at::rand({1, 3, 8, 8}));

@@ -9,7 +9,6 @@
 #include <fstream>
 #include <set>
 
-#include "cleave/common/bundle.h"
 #include "cleave/common/files.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/device/runtime.h"
@@ -34,7 +33,7 @@ TEST(SplitInferenceTest, EdgeProcessServesTheSplitModelExactly) {
   options.edges = {edge.address()};
   options.deadline = std::chrono::seconds(30);
   options.local_fallback = false;
-  options.offload_cut = (*common::Bundle::Load(dir.File("bundles/concat")))->manifest().cuts[0].id;
+  options.offload_cut = testing::ReadManifest(dir.File("bundles/concat")).cuts[0].id;
   auto runtime = device::Runtime::Create(dir.File("bundles/concat"), options);
   ASSERT_TRUE(runtime.ok()) << runtime.status();
   EXPECT_EQ((*runtime)->bundle().id(), bundle_id);

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "cleave/common/manifest.h"
+
 namespace cleave::testing {
 
 // A fresh folder under the test temp dir, removed on destruction.
@@ -52,6 +54,10 @@ std::string WriteTestBundle(const torch::jit::Module& module, const std::string&
 // Attaches an untrained pool-linear exit head after the bundle's first cut and sets its
 // threshold (0: every sample exits there; 1: none does). Fails the current test on error.
 void AddUntrainedExit(const std::string& bundle_dir, double threshold);
+
+// The manifest of the bundle in `bundle_dir`, read without loading its segments (fails the
+// test and returns an empty manifest when it cannot be read).
+common::BundleManifest ReadManifest(const std::string& bundle_dir);
 
 // Saves `module` to `path` and returns `path`.
 std::string SaveModel(const torch::jit::Module& module, const std::string& path);

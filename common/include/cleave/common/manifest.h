@@ -104,6 +104,13 @@ struct BundleManifest {
   // Returns the cut with `id`, or nullptr.
   [[nodiscard]] const CutInfo* FindCut(int id) const;
 
+  // Returns the cut named `name` (as `cleave inspect` lists it, e.g. "layer2"), or nullptr.
+  [[nodiscard]] const CutInfo* FindCutNamed(absl::string_view name) const;
+
+  // How the tensor crossing cut `id` is encoded: `input_codec` at the input (0), the cut's
+  // codec otherwise, raw fp32 for a cut the bundle does not list.
+  [[nodiscard]] CodecSpec CodecAt(int id) const;
+
   // Returns the exit at cut `id`, or nullptr.
   [[nodiscard]] const ExitInfo* FindExit(int cut_id) const;
 

@@ -28,9 +28,8 @@ namespace cleave::common {
 // Rewrites a loaded, frozen module for inference (torch::jit::optimize_for_inference:
 // conv-batchnorm folding, fused ops, oneDNN convolutions). Batch-1 convolutions on small
 // images run several times faster; results change in the last bits, not more. A module the
-// passes cannot handle is returned as it was, with the reason in `*skipped`.
-[[nodiscard]] torch::jit::Module OptimizeForInference(torch::jit::Module module,
-                                                      std::string* skipped = nullptr);
+// passes cannot handle is returned as it was.
+[[nodiscard]] torch::jit::Module OptimizeForInference(torch::jit::Module module);
 
 // Appends every tensor in `value` depth-first (tuple (a, (b, c)) gives a, b, c; dict values in
 // insertion order; int/float/bool scalars become 0-d tensors). Returns INVALID_ARGUMENT for

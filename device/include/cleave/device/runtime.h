@@ -160,7 +160,7 @@ class Runtime {
   std::shared_ptr<Call> NewCall(at::Tensor input, InferOptions options,
                                 std::function<void(absl::StatusOr<Result>)> done);
   void Start(std::shared_ptr<Call> call);
-  void Offload(std::shared_ptr<Call> call, size_t edge_index, bool retry);
+  void Offload(std::shared_ptr<Call> call, size_t edge_index);
   void OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index,
                     std::chrono::steady_clock::time_point sent,
                     absl::StatusOr<v1::InferResponse> response);
@@ -169,10 +169,20 @@ class Runtime {
   // finish the request itself when it can.
   std::chrono::steady_clock::time_point EdgeDeadline(const Call& call) const;
   void Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result);
-  // Hands `result` to the caller, then runs `after` (also when the call was already complete,
-  // as probes are) before the call stops counting as in flight.
+  // Hands `result` to the caller (once: later completions are ignored), then runs `after`
+  // before the call stops counting as in flight.
   void Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result,
                 absl::FunctionRef<void()> after);
+  // What a good edge answer says about the round trip (also observed as network time).
+  struct RoundTrip {
+    double edge_queue_ms = 0, edge_compute_ms = 0, network_ms = 0;
+    double frame_bytes = 0;  // sent
+    double bytes = 0;        // sent and received
+  };
+  RoundTrip MeasureRoundTrip(std::chrono::steady_clock::time_point sent, double frame_bytes,
+                             const v1::InferResponse& response) const;
+  // Feeds a round trip from segment `split` on into the link and edge estimates.
+  void Learn(size_t split, const RoundTrip& trip);
 
   // Runs segments [first, last] on the device, evaluating calibrated exits on the way.
   // Returns true when an exit answered (the call's result is then filled).
