@@ -46,10 +46,10 @@ absl::Status CheckProfilesMatch(const ModelProfile& device, const ModelProfile& 
   return absl::OkStatus();
 }
 
-json CodecToJson(const common::CodecSpec& codec) {
+json CodecToJson(const common::CodecSpec& codec, bool calibrated) {
   return {{"name", common::CodecName(codec.codec)},
           {"zstd_level", codec.zstd_level},
-          {"calibrated", !codec.ranges.empty()}};
+          {"calibrated", calibrated}};
 }
 
 json CostToJson(const CutCost& cost) {
@@ -343,7 +343,7 @@ std::string SplitPlan::ToJson() const {
                           {"all_edge_ms", link.all_edge_ms},
                           {"ranked", ranked}});
   }
-  json codec_json = CodecToJson(codec);
+  json codec_json = CodecToJson(codec, calibrated);
   const json document = {{"format", kFormatName},
                          {"version", kFormatVersion},
                          {"model", model_file},
@@ -370,6 +370,7 @@ absl::StatusOr<SplitPlan> SplitPlan::FromJson(absl::string_view text, absl::stri
     CLEAVE_ASSIGN_OR_RETURN(plan.codec.codec,
                             common::ParseCodec(codec.at("name").get<std::string>()));
     plan.codec.zstd_level = codec.at("zstd_level").get<int>();
+    plan.calibrated = codec.value("calibrated", false);
     plan.device_scale = j.at("device_scale").get<double>();
     if (!j.at("deadline_ms").is_null()) plan.deadline_ms = j.at("deadline_ms").get<double>();
     plan.device_machine = j.at("device_machine").get<std::string>();

@@ -174,6 +174,7 @@ absl::Status Plan(const PlanFlags& flags) {
                           }));
   CLEAVE_ASSIGN_OR_RETURN(partitioner::SplitPlan plan,
                           partitioner::PlanSplit(device, edge, transfers, options));
+  plan.calibrated = !ranges.empty();
   if (!flags.out.empty()) {
     CLEAVE_RETURN_IF_ERROR(common::WriteFileAtomically(flags.out, plan.ToJson()));
   }

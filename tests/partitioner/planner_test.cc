@@ -241,9 +241,12 @@ TEST(SplitPlannerTest, PlanJsonRoundTrips) {
   auto plan = PlanSplit(SyntheticProfile({2.0, 1.0, 20.0}), SyntheticProfile({0.2, 0.1, 2.0}),
                         Transfers(), Links({800, 8}));
   ASSERT_TRUE(plan.ok());
+  plan->calibrated = true;
   const std::string json = plan->ToJson();
+  EXPECT_THAT(json, HasSubstr("\"calibrated\": true"));
   auto parsed = SplitPlan::FromJson(json, "plan.json");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->calibrated);
   EXPECT_EQ(parsed->ToJson(), json);
   EXPECT_THAT(std::string(SplitPlan::FromJson("[]", "plan.json").status().message()),
               HasSubstr("plan.json is not a cleave plan"));

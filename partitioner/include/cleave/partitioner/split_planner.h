@@ -89,6 +89,7 @@ struct SplitPlan {
   std::string model_file, model_sha256;
   std::vector<common::Shape> input_shapes;
   common::CodecSpec codec;
+  bool calibrated = false;  // frame sizes measured with clip ranges calibrated on real data
   double device_scale = 1.0;
   std::optional<double> deadline_ms;
   std::string device_machine, edge_machine;
