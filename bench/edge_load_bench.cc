@@ -30,6 +30,7 @@
 #include "bench/edge_load_generator.h"
 #include "cleave/common/bundle.h"
 #include "cleave/common/idx_dataset.h"
+#include "cleave/common/machine.h"
 #include "cleave/common/stats.h"
 #include "cleave/common/status_macros.h"
 #include "cleave/common/tensor_frame.h"
@@ -486,6 +487,7 @@ int main(int argc, char** argv) {
   app.add_option("--json", options.json_path, "where to write the JSON report")
       ->default_val(options.json_path);
   CLI11_PARSE(app, argc, argv);
+  cleave::common::RetainFreedMemory();  // as cleave-edge does, so the plain forward is its peer
 
   json report = cleave::bench::ReportHeader("edge_load_bench", argc, argv);
   if (absl::Status status = Run(options, &report); !status.ok()) {

@@ -1,5 +1,7 @@
 #include "cleave/common/machine.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <ctime>
 #include <fstream>
@@ -27,6 +29,11 @@ std::string UtcNow() {
   gmtime_r(&now, &utc);
   std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", &utc);
   return date;
+}
+
+void RetainFreedMemory() {
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
 }  // namespace cleave::common

@@ -20,6 +20,17 @@ uint64_t Micros(Clock::duration duration) {
       0, std::chrono::duration_cast<std::chrono::microseconds>(duration).count()));
 }
 
+// Tells the CPU this is a spin-wait loop (saves power, yields to a hyperthread sibling).
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#else
+  std::this_thread::yield();
+#endif
+}
+
 double Seconds(Clock::duration duration) { return std::chrono::duration<double>(duration).count(); }
 
 // Splits each batched output back into the requests' parts along dimension 0. Returns false
@@ -66,9 +77,9 @@ bool DynamicBatcher::Submit(DynamicBatcher::Job job) {
     if (stopping_ || queued_ >= options_.max_queue) return false;
     const Key key(job.bundle->id(), job.request->cut_id());
     queues_[key].push_back(std::move(job));
-    ++queued_;
+    queued_hint_.store(++queued_, std::memory_order_relaxed);
   }
-  wake_.notify_one();
+  if (!spinning_.load()) wake_.notify_one();
   return true;
 }
 
@@ -92,7 +103,9 @@ std::vector<DynamicBatcher::Job> DynamicBatcher::TakeBatch(std::unique_lock<std:
   while (true) {
     if (queued_ == 0) {
       if (stopping_) return {};
-      wake_.wait(lock);
+      // Sleep only when polling found nothing (or another worker polls): a Submit that saw
+      // this worker polling did not notify.
+      if (!SpinForWork(lock) || (queued_ == 0 && !stopping_)) wake_.wait(lock);
       continue;
     }
     // The queue that became ready first: full, or its oldest request has waited its delay.
@@ -122,9 +135,27 @@ std::vector<DynamicBatcher::Job> DynamicBatcher::TakeBatch(std::unique_lock<std:
       chosen->second.pop_front();
     }
     queued_ -= batch.size();
+    queued_hint_.store(queued_, std::memory_order_relaxed);
     if (chosen->second.empty()) queues_.erase(chosen);
+    // Requests a polling worker took the place of a wake-up for may be left for another.
+    if (queued_ > 0) wake_.notify_one();
     return batch;
   }
+}
+
+bool DynamicBatcher::SpinForWork(std::unique_lock<std::mutex>& lock) {
+  if (options_.idle_spin.count() <= 0 || spinning_.exchange(true)) return false;
+  lock.unlock();
+  const Clock::time_point until = Clock::now() + options_.idle_spin;
+  while (queued_hint_.load(std::memory_order_relaxed) == 0 && !stopping_.load() &&
+         Clock::now() < until) {
+    CpuRelax();
+  }
+  lock.lock();
+  // Cleared under the lock: a Submit either queued before this (seen by the caller's check)
+  // or sees no poller afterwards and notifies.
+  spinning_.store(false);
+  return true;
 }
 
 void DynamicBatcher::WorkLoop() {

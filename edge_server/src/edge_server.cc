@@ -57,6 +57,9 @@ absl::Status ApplyConfigFile(const std::string& path, EdgeServerOptions* options
         options->workers = value.get<size_t>();
       } else if (key == "max_queue") {
         options->max_queue = value.get<size_t>();
+      } else if (key == "idle_spin_us") {
+        options->idle_spin = std::chrono::microseconds(value.get<int64_t>());
+        if (options->idle_spin.count() < 0) return ConfigError(path, "idle_spin_us < 0");
       } else if (key == "intra_op_threads") {
         options->intra_op_threads = value.get<int>();
       } else if (key == "optimize_segments") {
@@ -100,6 +103,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOp
   DynamicBatcher::Options batcher;
   batcher.workers = options.workers;
   batcher.max_queue = options.max_queue;
+  batcher.idle_spin = options.idle_spin;
   batcher.limits = options.limits;
   batcher.default_batching = options.default_batching;
   batcher.batching_by_model = options.batching_by_model;

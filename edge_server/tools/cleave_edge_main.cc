@@ -8,6 +8,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "cleave/common/files.h"
+#include "cleave/common/machine.h"
 #include "cleave/edge_server/edge_server.h"
 
 int main(int argc, char** argv) {
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   int max_message_mb = defaults.max_message_bytes >> 20;
   int max_batch_size = defaults.default_batching.max_batch_size;
   int64_t max_queue_delay_us = 0, watch_interval_ms = defaults.watch_interval.count();
+  int64_t idle_spin_us = defaults.idle_spin.count();
   app.add_option("--config", config, "JSON config file (docs/EDGE_SERVER.md); flags override it");
   app.add_option("--bundles", bundles, "folder of bundles (searched recursively)");
   app.add_option("--listen", listen, "host:port for gRPC (port 0: any free port)")
@@ -28,6 +30,10 @@ int main(int argc, char** argv) {
   app.add_option("--workers", workers, "compute worker threads")->check(CLI::PositiveNumber);
   app.add_option("--max-queue", max_queue, "queued requests before RESOURCE_EXHAUSTED")
       ->check(CLI::PositiveNumber);
+  app.add_option("--idle-spin-us", idle_spin_us,
+                 "how long an idle worker polls for work before sleeping (0: never polls)")
+      ->default_val(idle_spin_us)
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--intra-op-threads", intra_op_threads, "LibTorch threads per forward")
       ->check(CLI::PositiveNumber);
   app.add_option("--max-message-mb", max_message_mb, "largest gRPC message accepted, MiB")
@@ -61,6 +67,7 @@ int main(int argc, char** argv) {
   if (given("--workers")) options.workers = workers;
   if (given("--max-queue")) options.max_queue = max_queue;
   if (given("--intra-op-threads")) options.intra_op_threads = intra_op_threads;
+  if (given("--idle-spin-us")) options.idle_spin = std::chrono::microseconds(idle_spin_us);
   if (no_optimize) options.optimize_segments = false;
   if (given("--max-message-mb")) options.max_message_bytes = max_message_mb << 20;
   if (given("--max-batch-size")) options.default_batching.max_batch_size = max_batch_size;
@@ -75,6 +82,7 @@ int main(int argc, char** argv) {
         << "cleave-edge: error: no bundle folder: give --bundles or \"bundles\" in --config\n";
     return 1;
   }
+  cleave::common::RetainFreedMemory();
   at::set_num_threads(options.intra_op_threads);
 
   // Block SIGTERM/SIGINT in every thread (gRPC's included) and take them in main via sigwait:

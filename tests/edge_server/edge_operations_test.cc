@@ -315,11 +315,45 @@ TEST_F(EdgeServerTest, GarbageThatIsNotAMessageEndsOnlyThatCall) {
   ExpectServerStillServes();
 }
 
+// Idle workers that poll for an hour before sleeping: one polls, the other sleeps.
+class PollingEdgeTest : public EdgeServerTest {
+ protected:
+  void Configure(EdgeServerOptions* options) override {
+    options->workers = 2;
+    options->idle_spin = std::chrono::hours(1);
+  }
+};
+
+TEST_F(PollingEdgeTest, PollingWorkersServeEveryRequestAndStopWithoutWaitingOutThePoll) {
+  // Rounds separated by idle time, so each round starts with a worker polling; requests for
+  // both cuts at once need both workers.
+  for (int round = 0; round < 3; ++round) {
+    grpc::ClientContext context;
+    auto stream = stub_->InferStream(&context);
+    const std::map<uint64_t, at::Tensor> expected =
+        WriteRequests(stream, 16, [](uint64_t id) { return id % 2; });
+    stream->WritesDone();
+    size_t answered = 0;
+    v1::InferResponse response;
+    while (stream->Read(&response)) {
+      ASSERT_EQ(response.status_code(), 0) << response.status_message();
+      EXPECT_TRUE(at::allclose(*common::DecodeFrame(response.outputs(0)),
+                               expected.at(response.request_id()), 1e-5, 1e-6));
+      ++answered;
+    }
+    EXPECT_TRUE(stream->Finish().ok());
+    EXPECT_EQ(answered, expected.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // Shutdown ends the poll (otherwise it would take an hour and the test would time out).
+  server_->Shutdown();
+}
+
 TEST(EdgeConfigTest, ConfigFileSetsOptionsAndRejectsUnknownKeys) {
   testing::TempDir dir;
   std::ofstream(dir.File("edge.json")) << R"({
     "bundles": "/srv/b", "listen": "0.0.0.0:1234", "metrics_listen": "127.0.0.1:9464",
-    "workers": 3, "max_queue": 10, "intra_op_threads": 2, "max_message_mb": 8,
+    "workers": 3, "max_queue": 10, "intra_op_threads": 2, "max_message_mb": 8, "idle_spin_us": 0,
     "max_activation_elements": 1000, "watch_interval_ms": 0,
     "batching": {"max_batch_size": 16, "max_queue_delay_us": 250,
                  "models": {"fashion": {"max_batch_size": 64}}}})";
@@ -331,6 +365,7 @@ TEST(EdgeConfigTest, ConfigFileSetsOptionsAndRejectsUnknownKeys) {
   EXPECT_EQ(options.workers, 3u);
   EXPECT_EQ(options.max_queue, 10u);
   EXPECT_EQ(options.intra_op_threads, 2);
+  EXPECT_EQ(options.idle_spin.count(), 0);
   EXPECT_EQ(options.max_message_bytes, 8 << 20);
   EXPECT_EQ(options.limits.max_elements, 1000u);
   EXPECT_EQ(options.watch_interval.count(), 0);
@@ -344,6 +379,9 @@ TEST(EdgeConfigTest, ConfigFileSetsOptionsAndRejectsUnknownKeys) {
   EXPECT_THAT(std::string(typo.message()), HasSubstr("unknown key 'wokers'"));
   std::ofstream(dir.File("type.json")) << R"({"workers": "many"})";
   EXPECT_FALSE(ApplyConfigFile(dir.File("type.json"), &options).ok());
+  std::ofstream(dir.File("spin.json")) << R"({"idle_spin_us": -1})";
+  EXPECT_THAT(std::string(ApplyConfigFile(dir.File("spin.json"), &options).message()),
+              HasSubstr("idle_spin_us < 0"));
   std::ofstream(dir.File("zero.json")) << R"({"batching": {"max_batch_size": 0}})";
   EXPECT_THAT(std::string(ApplyConfigFile(dir.File("zero.json"), &options).message()),
               HasSubstr("max_batch_size < 1"));

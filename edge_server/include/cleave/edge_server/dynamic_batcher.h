@@ -2,14 +2,17 @@
 // queued together and run as one forward, then split back. A free worker takes everything
 // queued for the oldest (bundle, cut) up to the bundle's max batch size, so batches grow with
 // load and a lone request at low load starts at once; a bundle may also set a max queue delay
-// to wait for fuller batches. The total queue is bounded: a full queue refuses at once
-// (RESOURCE_EXHAUSTED). A request whose deadline passes or whose caller cancels while it
-// waits is answered DEADLINE_EXCEEDED / CANCELLED and never computed.
+// to wait for fuller batches. A worker that runs out of work first polls for `idle_spin`
+// (one worker at a time) before sleeping, so a request arriving soon after (the next one of
+// a device in a control loop) starts without a thread wake-up. The total queue is bounded: a
+// full queue refuses at once (RESOURCE_EXHAUSTED). A request whose deadline passes or whose
+// caller cancels while it waits is answered DEADLINE_EXCEEDED / CANCELLED and never computed.
 //
 // Thread-safety: every method is thread-safe.
 #ifndef CLEAVE_EDGE_SERVER_DYNAMIC_BATCHER_H_
 #define CLEAVE_EDGE_SERVER_DYNAMIC_BATCHER_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -50,6 +53,8 @@ class DynamicBatcher {
   struct Options {
     size_t workers = 2;
     size_t max_queue = 256;  // requests waiting, over all bundles
+    // How long an idle worker polls for new work before sleeping; 0: sleep at once.
+    std::chrono::microseconds idle_spin{200};
     common::DecodeLimits limits;
     // Batching per bundle name; bundles without an entry use `default_batching`.
     BatchingOptions default_batching;
@@ -86,6 +91,9 @@ class DynamicBatcher {
   void WorkLoop();
   // Takes the next batch (under the lock); empty when stopping with nothing queued.
   std::vector<DynamicBatcher::Job> TakeBatch(std::unique_lock<std::mutex>& lock);
+  // Polls (unlocked) for up to options_.idle_spin unless another worker already does;
+  // returns false when it did not poll.
+  bool SpinForWork(std::unique_lock<std::mutex>& lock);
   const BatchingOptions& BatchingFor(const common::Bundle& bundle) const;
   void RunBatch(std::vector<DynamicBatcher::Job> batch);
 
@@ -95,7 +103,10 @@ class DynamicBatcher {
   std::condition_variable wake_;
   std::map<Key, std::deque<DynamicBatcher::Job>> queues_;
   size_t queued_ = 0;
-  bool stopping_ = false;
+  // queued_, readable without the mutex by the spinning worker.
+  std::atomic<size_t> queued_hint_{0};
+  std::atomic<bool> spinning_{false};  // a worker is polling: Submit need not wake one
+  std::atomic<bool> stopping_{false};  // written under mutex_; atomic for the poller
   std::vector<std::thread> workers_;
 };
 

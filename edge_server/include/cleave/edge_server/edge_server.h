@@ -35,8 +35,10 @@ struct EdgeServerOptions {
   std::string listen = "127.0.0.1:50051";
   // host:port of the HTTP endpoint (/metrics, /healthz, /readyz); empty: none.
   std::string metrics_listen;
-  size_t workers = 2;        // compute threads (each runs one batch at a time)
-  size_t max_queue = 256;    // waiting requests before RESOURCE_EXHAUSTED
+  size_t workers = 2;      // compute threads (each runs one batch at a time)
+  size_t max_queue = 256;  // waiting requests before RESOURCE_EXHAUSTED
+  // How long a worker that ran out of work polls before sleeping (one worker at a time).
+  std::chrono::microseconds idle_spin{200};
   int intra_op_threads = 1;  // LibTorch threads per forward (process-wide; set by main)
   // Optimize loaded segments for inference (conv-bn folding, oneDNN); verified on load.
   bool optimize_segments = true;
