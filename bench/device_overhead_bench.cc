@@ -1,7 +1,8 @@
 // Device runtime overhead: what cleave::device::Runtime adds per request outside model
 // compute and the codec — policy, estimates, telemetry, thread hand-offs, the edge client's
 // stream and timers — measured against hand-written baselines in the same run, rounds
-// interleaved so machine drift hits every variant alike:
+// interleaved (each round starting one variant later) so machine drift and what-runs-after-what
+// hit every variant alike:
 //
 //   offload  Runtime::Infer at a fixed cut   vs  front segments + EncodeFrame + one write/read
 //            on a bare synchronous gRPC stream to the same edge + DecodeFrame of the answer
@@ -12,7 +13,7 @@
 // offloaded request).
 //
 //   device_overhead_bench --bundle DIR --edge HOST:PORT [--cut ID] [--requests 50]
-//                         [--rounds 40] [--data DIR] [--json FILE]
+//                         [--rounds 80] [--data DIR] [--json FILE]
 #include <ATen/Parallel.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -49,7 +50,7 @@ struct BenchOptions {
   std::string json_path = "results/device_overhead.json";
   std::string cut;  // id or name; empty: the bundle's last cut
   int requests = 50;
-  int rounds = 40;
+  int rounds = 80;
 };
 
 // Times `run` over `images` (one request per image) and returns the median in microseconds.
@@ -255,7 +256,10 @@ absl::Status Run(const BenchOptions& options, json* report) {
   }
   std::map<std::string, std::vector<double>> medians;
   for (int round = 0; round < options.rounds; ++round) {
-    for (const auto& [name, run] : variants) {
+    // Each round starts one variant later: what runs after what (a warm network path, a
+    // core just woken) would otherwise favour some variants in every round.
+    for (size_t i = 0; i < variants.size(); ++i) {
+      const auto& [name, run] = variants[(round + i) % variants.size()];
       CLEAVE_ASSIGN_OR_RETURN(double median, MedianMicros(images, options.requests, run));
       medians[name].push_back(median);
     }

@@ -320,9 +320,9 @@ absl::Status Run(const BenchOptions& options, json* report) {
 
   // Ratios measured in this run.
   cleave::common::TextTable table({"edge", "load", "req/s", "p50 ms", "p95 ms", "p99 ms",
-                                   "added p50 ms", "above floor", "queue p50 ms", "compute p50 ms",
-                                   "batch", "plain req/s", "served/plain", "served/transport",
-                                   "on/off", "errors"});
+                                   "added p50 ms", "above floor", "queue p50 ms", "decode p50 ms",
+                                   "compute p50 ms", "batch", "plain req/s", "served/plain",
+                                   "served/transport", "on/off", "errors"});
   for (json& load : loads) {
     const int batch = RoundedBatch(load);
     const double plain = (*FindForward(forwards, batch))["requests_per_s"];
@@ -351,8 +351,9 @@ absl::Status Run(const BenchOptions& options, json* report) {
                   Fixed(load["requests_per_s"], 1), Millis(load["latency_us"]["p50"]),
                   Millis(load["latency_us"]["p95"]), Millis(load["latency_us"]["p99"]),
                   Millis(load["added_latency_us"]["p50"]), above_floor,
-                  Millis(load["queue_us"]["p50"]), Millis(load["compute_us"]["p50"]),
-                  Fixed(load["mean_batch"], 1), absl::StrCat(Fixed(plain, 1), " (b", batch, ")"),
+                  Millis(load["queue_us"]["p50"]), Millis(load["decode_us"]["p50"]),
+                  Millis(load["compute_us"]["p50"]), Fixed(load["mean_batch"], 1),
+                  absl::StrCat(Fixed(plain, 1), " (b", batch, ")"),
                   Fixed(load["served_vs_plain"], 2), served_vs_transport, on_off,
                   absl::StrCat(load["errors"].get<int64_t>())});
   }
@@ -360,7 +361,7 @@ absl::Status Run(const BenchOptions& options, json* report) {
     table.AddRow({"transport floor", floor["load"].get<std::string>(),
                   Fixed(floor["requests_per_s"], 1), Millis(floor["latency_us"]["p50"]),
                   Millis(floor["latency_us"]["p95"]), Millis(floor["latency_us"]["p99"]), "", "",
-                  "", "", "", "", "", "", "", absl::StrCat(floor["errors"].get<int64_t>())});
+                  "", "", "", "", "", "", "", "", absl::StrCat(floor["errors"].get<int64_t>())});
   }
   cleave::common::TextTable plain_table({"plain forward batch", "threads", "req/s", "ms/forward"});
   for (const json& forward : forwards) {

@@ -302,10 +302,11 @@ const CutInfo* BundleManifest::FindCut(int id) const {
   return nullptr;
 }
 
-CodecSpec BundleManifest::CodecAt(int id) const {
+const CodecSpec& BundleManifest::CodecAt(int id) const {
+  static const CodecSpec kRaw;
   if (id == kInputCutId) return input_codec;
   const CutInfo* cut = FindCut(id);
-  return cut != nullptr ? cut->codec : CodecSpec{};
+  return cut != nullptr ? cut->codec : kRaw;
 }
 
 const CutInfo* BundleManifest::FindCutNamed(absl::string_view name) const {

@@ -1,8 +1,11 @@
 // A single thread that runs callbacks at their deadlines, for the runtime's per-request edge
 // deadlines. Cheap on the common path, where the answer beats the deadline: scheduling wakes
-// the thread only when the new deadline is the earliest pending one (with requests in flight
-// one after another it is not), and a settled request is never cancelled — its callback runs
-// at the deadline and finds nothing to do. A per-request asio timer costs two wake-ups instead.
+// the thread only when the new deadline is earlier than the one it already sleeps until (with
+// requests in flight one after another it is not), and an answered request is never cancelled.
+// Instead its entry names an owner (the request): once the owner is gone the entry is dropped
+// unrun, in bulk with the others like it, whenever the thread wakes. With a 10 s deadline and a
+// request every millisecond the thread wakes about once per 10 s, not once per request; a
+// per-request asio timer costs two wake-ups per request instead.
 //
 // Thread-safety: Schedule may be called from any thread; callbacks run on the queue's thread
 // and must not block. The destructor runs nothing still pending and joins the thread.
@@ -12,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <queue>
 #include <thread>
@@ -37,13 +41,13 @@ class DeadlineQueue {
 
   // Runs `callback` at `deadline` (at once if it has passed).
   void Schedule(Clock::time_point deadline, std::function<void()> callback) {
-    bool earliest = false;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      earliest = entries_.empty() || deadline < entries_.top().deadline;
-      entries_.push({deadline, next_order_++, std::move(callback)});
-    }
-    if (earliest) wake_.notify_one();
+    Push({deadline, 0, std::move(callback), {}, false});
+  }
+
+  // The same, unless `owner` has expired by then: the entry is then dropped unrun.
+  void Schedule(Clock::time_point deadline, std::function<void()> callback,
+                std::weak_ptr<const void> owner) {
+    Push({deadline, 0, std::move(callback), std::move(owner), true});
   }
 
  private:
@@ -51,22 +55,42 @@ class DeadlineQueue {
     Clock::time_point deadline;
     uint64_t order;  // keeps equal deadlines first-in, first-out
     std::function<void()> callback;
+    std::weak_ptr<const void> owner;
+    bool owned = false;
+    bool Abandoned() const { return owned && owner.expired(); }
     bool operator>(const Entry& other) const {
       return deadline != other.deadline ? deadline > other.deadline : order > other.order;
     }
   };
 
+  void Push(Entry entry) {
+    bool sooner = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      entry.order = next_order_++;
+      // The thread re-plans by itself when it wakes or finishes running callbacks.
+      sooner = entry.deadline < planned_;
+      if (sooner) planned_ = entry.deadline;
+      entries_.push(std::move(entry));
+    }
+    if (sooner) wake_.notify_one();
+  }
+
   void Loop() {
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
+      while (!entries_.empty() && entries_.top().Abandoned()) entries_.pop();
       if (entries_.empty()) {
+        planned_ = Clock::time_point::max();
         wake_.wait(lock);
         continue;
       }
       if (Clock::now() < entries_.top().deadline) {
-        wake_.wait_until(lock, entries_.top().deadline);
+        planned_ = entries_.top().deadline;
+        wake_.wait_until(lock, planned_);
         continue;
       }
+      planned_ = Clock::time_point::min();  // running: Schedule need not wake us
       std::function<void()> callback = std::move(const_cast<Entry&>(entries_.top()).callback);
       entries_.pop();
       lock.unlock();
@@ -79,6 +103,8 @@ class DeadlineQueue {
   std::condition_variable wake_;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> entries_;
   uint64_t next_order_ = 0;
+  // When the thread will next look at the entries (max: only when woken; min: now).
+  Clock::time_point planned_ = Clock::time_point::max();
   bool stopping_ = false;
   std::thread thread_;  // last: starts after the members it uses
 };

@@ -207,8 +207,9 @@ absl::Status Runtime::Initialize(const std::string& bundle_dir, const RuntimeOpt
     return absl::InvalidArgumentError("device_segments must be at least 1");
   }
   if (options.offload_cut.has_value()) {
-    CLEAVE_RETURN_IF_ERROR(bundle_->SegmentStartingAt(*options.offload_cut).status());
+    CLEAVE_ASSIGN_OR_RETURN(const size_t segment, bundle_->SegmentStartingAt(*options.offload_cut));
     policy_ = std::make_shared<FixedCutPolicy>(*options.offload_cut);
+    if (segment <= bundle_->num_loaded_segments()) fixed_offload_ = segment;
   } else {
     policy_ = options.policy != nullptr ? options.policy : std::make_shared<LatencyPolicy>();
   }
@@ -273,6 +274,12 @@ absl::Status Runtime::Initialize(const std::string& bundle_dir, const RuntimeOpt
   instruments_->offloads_by_cut = std::make_unique<CounterSlots>(instruments_->offloads, cut_keys);
   instruments_->exits_by_cut = std::make_unique<CounterSlots>(instruments_->exits, cut_keys);
 
+  for (const common::SegmentInfo& segment : manifest.segments) {
+    const common::ExitInfo* exit =
+        segment.end_cut && options.use_exits ? manifest.FindExit(*segment.end_cut) : nullptr;
+    exit_after_.push_back(exit != nullptr && exit->threshold.has_value());
+  }
+
   // Estimates: sizes from the manifest, device times from a warm-up run of the stored sample
   // (which also takes TorchScript's first-run cost out of the first real request).
   estimates_ = std::make_unique<Estimates>();
@@ -328,7 +335,7 @@ absl::Status Runtime::Initialize(const std::string& bundle_dir, const RuntimeOpt
   return absl::OkStatus();
 }
 
-common::CodecSpec Runtime::CodecFor(int cut_id) const {
+const common::CodecSpec& Runtime::CodecFor(int cut_id) const {
   return options_.codec.has_value() ? *options_.codec : bundle_->manifest().CodecAt(cut_id);
 }
 
@@ -342,6 +349,22 @@ Runtime::~Runtime() {
   edges_.clear();
 }
 
+std::string Runtime::TelemetryJson() const {
+  RefreshLinkGauges();
+  return metrics_.RenderJson();
+}
+
+std::string Runtime::TelemetryPrometheus() const {
+  RefreshLinkGauges();
+  return metrics_.RenderPrometheusText();
+}
+
+void Runtime::RefreshLinkGauges() const {
+  const LinkEstimate link = link_->Current();
+  instruments_->rtt->Set(link.rtt_ms / 1000.0);
+  instruments_->bandwidth->Set(link.bytes_per_ms * 1000.0);
+}
+
 void Runtime::Post(std::function<void()> work) {
   boost::asio::post(*pool_, [work = std::move(work)] {
     // OpenMP's thread count is per thread: make pool threads honour at::set_num_threads.
@@ -352,22 +375,25 @@ void Runtime::Post(std::function<void()> work) {
 
 absl::StatusOr<Result> Runtime::Infer(const at::Tensor& input, const InferOptions& options) {
   // The caller's thread runs the device segments itself (no hand-off to the pool and back);
-  // only the wait for an edge answer, or a fallback after it, involves other threads.
-  // The caller waits on its own stack: the call completes exactly once, and the callback
-  // touches nothing of ours after it lets go of the lock.
+  // only the wait for an edge answer, or a fallback after it, involves other threads. The
+  // answering thread shares the waiter, so it can let go of the lock before it notifies: the
+  // woken caller then never finds the lock still held and goes back to sleep on it.
   struct Waiter {
     std::mutex mutex;
     std::condition_variable ready;
     std::optional<absl::StatusOr<Result>> result;
-  } waiter;
-  Start(NewCall(input, options, [&waiter](absl::StatusOr<Result> result) {
-    std::lock_guard<std::mutex> lock(waiter.mutex);
-    waiter.result = std::move(result);
-    waiter.ready.notify_one();
+  };
+  auto waiter = std::make_shared<Waiter>();
+  Start(NewCall(input, options, [waiter](absl::StatusOr<Result> result) {
+    {
+      std::lock_guard<std::mutex> lock(waiter->mutex);
+      waiter->result = std::move(result);
+    }
+    waiter->ready.notify_one();
   }));
-  std::unique_lock<std::mutex> lock(waiter.mutex);
-  waiter.ready.wait(lock, [&waiter] { return waiter.result.has_value(); });
-  return *std::move(waiter.result);
+  std::unique_lock<std::mutex> lock(waiter->mutex);
+  waiter->ready.wait(lock, [&waiter] { return waiter->result.has_value(); });
+  return *std::move(waiter->result);
 }
 
 std::future<absl::StatusOr<Result>> Runtime::InferAsync(at::Tensor input, InferOptions options) {
@@ -451,6 +477,9 @@ void Runtime::Start(std::shared_ptr<Call> call) {
                                 " segments the device holds")));
     }
     if (!edges_.empty()) offload = *segment;
+  } else if (fixed_offload_.has_value()) {
+    // What FixedCutPolicy decides, without gathering the estimates it does not use.
+    if (NextAvailableEdge(0).has_value()) offload = fixed_offload_;
   } else if (!edges_.empty()) {
     offload = policy_->Decide(MakePolicyInput(MillisUntil(call->deadline))).offload_segment;
   }
@@ -502,7 +531,36 @@ void Runtime::Start(std::shared_ptr<Call> call) {
   Offload(call, *edge);
 }
 
+absl::StatusOr<bool> Runtime::RunFused(Call& call, size_t first, size_t last) {
+  if (first == last || call.probe_due || options_.device_slowdown > 1.0) return false;
+  for (size_t segment = first; segment <= last; ++segment) {
+    if (exit_after_[segment]) return false;
+  }
+  Estimates& e = *estimates_;
+  double estimated = 0;
+  {
+    std::lock_guard<std::mutex> lock(e.mutex);
+    for (size_t segment = first; segment <= last; ++segment) {
+      if (!e.device_known[segment]) return false;
+      estimated += e.device_ms[segment];
+    }
+  }
+  if (estimated <= 0) return false;
+  const Clock::time_point start = Clock::now();
+  CLEAVE_ASSIGN_OR_RETURN(call.value, bundle_->RunSegments(first, last, {call.value}));
+  const double elapsed = MillisSince(start);
+  call.result.timings.device_compute_ms += elapsed;
+  std::lock_guard<std::mutex> lock(e.mutex);
+  const double scale = elapsed / estimated;  // from the estimates summed above
+  for (size_t segment = first; segment <= last; ++segment) {
+    Smooth(&e.device_ms, &e.device_known, segment, e.device_ms[segment] * scale);
+  }
+  return true;
+}
+
 absl::StatusOr<bool> Runtime::RunOnDevice(Call& call, size_t first, size_t last) {
+  CLEAVE_ASSIGN_OR_RETURN(const bool fused, RunFused(call, first, last));
+  if (fused) return false;  // no exit lies on the way
   const common::BundleManifest& manifest = bundle_->manifest();
   for (size_t segment = first; segment <= last; ++segment) {
     if (call.probe_due && segment == first) {
@@ -525,8 +583,8 @@ absl::StatusOr<bool> Runtime::RunOnDevice(Call& call, size_t first, size_t last)
     if (call.probe_due && end && segment + 1 < manifest.segments.size()) {
       call.probe_candidates.emplace_back(segment + 1, call.value.toTensor());
     }
-    const common::ExitInfo* exit = end && options_.use_exits ? manifest.FindExit(*end) : nullptr;
-    if (exit == nullptr || !exit->threshold.has_value()) continue;
+    if (!exit_after_[segment]) continue;
+    const common::ExitInfo* exit = manifest.FindExit(*end);
     const Clock::time_point exit_start = Clock::now();
     CLEAVE_ASSIGN_OR_RETURN(at::Tensor logits, bundle_->RunExit(*end, call.value.toTensor()));
     CLEAVE_ASSIGN_OR_RETURN(common::ExitScore score, common::ParseExitScore(exit->score));
@@ -566,19 +624,23 @@ void Runtime::Offload(std::shared_ptr<Call> call, size_t edge_index) {
   instruments_->offloads_by_cut->Increment(static_cast<size_t>(cut),
                                            [cut] { return absl::StrCat(cut); });
   instruments_->bytes_sent->Add(static_cast<double>(call->frame.size()));
-  // The entry stays queued until its deadline even when the answer comes first, so it holds
-  // the call weakly: an answered call frees its tensors and frame at once. An unanswered one is
-  // still held by the edge client's pending callback.
-  deadlines_->Schedule(edge_deadline, [this, weak_call = std::weak_ptr<Call>(call), attempt] {
-    // Lock first: once the answer's callback has run and been dropped the call may be gone.
-    std::shared_ptr<Call> call = weak_call.lock();
-    if (call == nullptr || attempt->settled.exchange(true)) return;  // answered first
-    edges_[attempt->edge]->Abandon(attempt->request_id);
-    edges_[attempt->edge]->ReportFailure();
-    Count(instruments_->edge_failures, {edges_[attempt->edge]->target()});
-    FinishLocally(call, absl::StrCat("edge ", edges_[attempt->edge]->target(),
-                                     " did not answer within the deadline"));
-  });
+  // The entry is not cancelled when the answer comes first, so it holds the call weakly: an
+  // answered call frees its tensors and frame at once, and its entry, owned by the call, is
+  // then dropped unrun. An unanswered call is still held by the edge client's pending callback.
+  const std::weak_ptr<Call> weak_call = call;
+  deadlines_->Schedule(
+      edge_deadline,
+      [this, weak_call, attempt] {
+        // Lock first: once the answer's callback has run and been dropped the call may be gone.
+        std::shared_ptr<Call> call = weak_call.lock();
+        if (call == nullptr || attempt->settled.exchange(true)) return;  // answered first
+        edges_[attempt->edge]->Abandon(attempt->request_id);
+        edges_[attempt->edge]->ReportFailure();
+        Count(instruments_->edge_failures, {edges_[attempt->edge]->target()});
+        FinishLocally(call, absl::StrCat("edge ", edges_[attempt->edge]->target(),
+                                         " did not answer within the deadline"));
+      },
+      weak_call);
   attempt->sent = Clock::now();
   edges_[edge_index]->Send(std::move(request),
                            [this, call, attempt](absl::StatusOr<v1::InferResponse> response) {
@@ -658,9 +720,6 @@ Runtime::RoundTrip Runtime::MeasureRoundTrip(Clock::time_point sent, double fram
 
 void Runtime::Learn(size_t split, const RoundTrip& trip) {
   link_->Record(trip.bytes, trip.network_ms);
-  const LinkEstimate link = link_->Current();
-  instruments_->rtt->Set(link.rtt_ms / 1000.0);
-  instruments_->bandwidth->Set(link.bytes_per_ms * 1000.0);
   Estimates& e = *estimates_;
   std::lock_guard<std::mutex> lock(e.mutex);
   Smooth(&e.edge_tail_ms, &e.edge_tail_known, split, trip.edge_compute_ms);

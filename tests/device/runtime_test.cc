@@ -5,9 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "cleave/edge_server/edge_server.h"
+#include "nlohmann/json.hpp"
 #include "tests/support/test_support.h"
 
 namespace cleave::device {
@@ -84,6 +87,79 @@ TEST_F(RuntimeTest, SplitAcrossARealEdgeEqualsTheUnsplitModel) {
     EXPECT_GT(result->bytes_sent, 0u);
     ExpectMatchesOriginal(*result, input);
   }
+}
+
+// Offloads before the last segment and keeps a copy of each input it was given.
+class RecordingPolicy final : public OffloadPolicy {
+ public:
+  PolicyDecision Decide(const PolicyInput& input) const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    device_segment_ms_.push_back(input.device_segment_ms);
+    return {input.device_segment_ms.size() - 1, 0};
+  }
+  std::vector<std::vector<double>> seen() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return device_segment_ms_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::vector<std::vector<double>> device_segment_ms_;
+};
+
+TEST_F(RuntimeTest, SegmentsRunAsOneCallStillFeedEachSegmentsTimeToThePolicy) {
+  // No exits and no probes: the two device segments before the last cut run as one call, and
+  // its time is shared between them by their measured proportions.
+  StartEdge();
+  auto policy = std::make_shared<RecordingPolicy>();
+  RuntimeOptions options;
+  options.edges = {EdgeAddress()};
+  options.deadline = std::chrono::seconds(30);
+  options.policy = policy;
+  options.probe_interval = std::chrono::milliseconds(0);
+  auto runtime = MakeRuntime(options);
+  ASSERT_NE(runtime, nullptr);
+  for (int i = 0; i < 20; ++i) {
+    const at::Tensor input = at::rand({1, 3, 8, 8});
+    auto result = runtime->Infer(input);
+    ASSERT_TRUE(result.ok()) << result.status();
+    ASSERT_EQ(result->placement, Placement::kEdge) << result->fallback_reason;
+    EXPECT_GT(result->timings.device_compute_ms, 0);
+    ExpectMatchesOriginal(*result, input);
+  }
+  const std::vector<std::vector<double>> seen = policy->seen();
+  ASSERT_EQ(seen.size(), 20u);
+  const std::vector<double>& first = seen.front();  // from the warm-up, segment by segment
+  const std::vector<double>& last = seen.back();
+  ASSERT_GT(first[0], 0);
+  ASSERT_GT(first[1], 0);
+  EXPECT_GT(last[0], 0);
+  EXPECT_GT(last[1], 0);
+  EXPECT_NEAR(last[0] / last[1], first[0] / first[1], 1e-6 * first[0] / first[1]);
+}
+
+TEST_F(RuntimeTest, LinkGaugesShowTheEstimateWhenTelemetryIsRead) {
+  StartEdge();
+  RuntimeOptions options = FixedCutOptions({EdgeAddress()});
+  options.deadline = std::chrono::seconds(30);
+  options.probe_interval = std::chrono::milliseconds(0);  // only answers move the estimate
+  auto runtime = MakeRuntime(options);
+  ASSERT_NE(runtime, nullptr);
+  for (int i = 0; i < 5; ++i) {
+    auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
+    ASSERT_TRUE(result.ok()) << result.status();
+    ASSERT_EQ(result->placement, Placement::kEdge) << result->fallback_reason;
+  }
+  const nlohmann::json telemetry = nlohmann::json::parse(runtime->TelemetryJson());
+  const LinkEstimate link = runtime->link();  // no answers since: the same estimate
+  std::map<std::string, double> gauges;
+  for (const nlohmann::json& metric : telemetry["metrics"]) {
+    if (metric["type"] == "gauge") gauges[metric["name"]] = metric["samples"][0]["value"];
+  }
+  EXPECT_DOUBLE_EQ(gauges.at("cleave_device_link_rtt_seconds"), link.rtt_ms / 1000.0);
+  EXPECT_DOUBLE_EQ(gauges.at("cleave_device_link_bandwidth_bytes_per_second"),
+                   link.bytes_per_ms * 1000.0);
+  EXPECT_EQ(link.samples, 5);
 }
 
 TEST_F(RuntimeTest, AnAnsweredRequestReleasesItsTensorsBeforeItsDeadline) {

@@ -109,7 +109,7 @@ struct BundleManifest {
 
   // How the tensor crossing cut `id` is encoded: `input_codec` at the input (0), the cut's
   // codec otherwise, raw fp32 for a cut the bundle does not list.
-  [[nodiscard]] CodecSpec CodecAt(int id) const;
+  [[nodiscard]] const CodecSpec& CodecAt(int id) const;
 
   // Returns the exit at cut `id`, or nullptr.
   [[nodiscard]] const ExitInfo* FindExit(int cut_id) const;

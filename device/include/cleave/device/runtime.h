@@ -143,8 +143,8 @@ class Runtime {
 
   // Counters and histograms of what the runtime did (placements, exits, offload cuts, edge
   // failures, latency, bytes, link estimate). Never any input, activation or output value.
-  [[nodiscard]] std::string TelemetryJson() const { return metrics_.RenderJson(); }
-  [[nodiscard]] std::string TelemetryPrometheus() const { return metrics_.RenderPrometheusText(); }
+  [[nodiscard]] std::string TelemetryJson() const;
+  [[nodiscard]] std::string TelemetryPrometheus() const;
 
   [[nodiscard]] LinkEstimate link() const { return link_->Current(); }
   const common::Bundle& bundle() const { return *bundle_; }
@@ -187,11 +187,18 @@ class Runtime {
   // Runs segments [first, last] on the device, evaluating calibrated exits on the way.
   // Returns true when an exit answered (the call's result is then filled).
   absl::StatusOr<bool> RunOnDevice(Call& call, size_t first, size_t last);
+  // Runs [first, last] as one call when nothing is due between the segments (no exit head to
+  // evaluate, no probe, no emulated slowdown) and their times are known: the time is shared
+  // among them in proportion to their estimates. Returns false, having run nothing, otherwise.
+  absl::StatusOr<bool> RunFused(Call& call, size_t first, size_t last);
   PolicyInput MakePolicyInput(double budget_ms) const;
   // How the activation at `cut_id` is encoded: RuntimeOptions::codec, else the bundle's.
-  common::CodecSpec CodecFor(int cut_id) const;
+  const common::CodecSpec& CodecFor(int cut_id) const;
   std::optional<size_t> NextAvailableEdge(size_t from) const;
   void MaybeProbe(const Call& call);
+  // Sets the link gauges from the current estimate (when telemetry is read, not per answer:
+  // fitting the link costs more than the rest of the bookkeeping of an answer).
+  void RefreshLinkGauges() const;
   void Post(std::function<void()> work);
 
   RuntimeOptions options_;
@@ -200,6 +207,10 @@ class Runtime {
   std::vector<std::unique_ptr<EdgeClient>> edges_;
   std::unique_ptr<LinkEstimator> link_;
   std::unique_ptr<Estimates> estimates_;
+  std::vector<bool> exit_after_;  // whether RunOnDevice evaluates an exit after segment i
+  // RuntimeOptions::offload_cut's segment when the device holds the segments before it: that
+  // decision needs no estimates.
+  std::optional<size_t> fixed_offload_;
   std::unique_ptr<boost::asio::thread_pool> pool_;
   std::unique_ptr<DeadlineQueue> deadlines_;  // edge deadlines
   std::atomic<uint64_t> next_request_id_{1};
