@@ -150,8 +150,13 @@ TEST_F(RuntimeTest, LinkGaugesShowTheEstimateWhenTelemetryIsRead) {
     ASSERT_TRUE(result.ok()) << result.status();
     ASSERT_EQ(result->placement, Placement::kEdge) << result->fallback_reason;
   }
+  // Each answer is learnt from just after it is handed over: wait for the last one.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (runtime->link().samples < 5 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   const nlohmann::json telemetry = nlohmann::json::parse(runtime->TelemetryJson());
-  const LinkEstimate link = runtime->link();  // no answers since: the same estimate
+  const LinkEstimate link = runtime->link();  // nothing learnt since: the same estimate
   std::map<std::string, double> gauges;
   for (const nlohmann::json& metric : telemetry["metrics"]) {
     if (metric["type"] == "gauge") gauges[metric["name"]] = metric["samples"][0]["value"];
