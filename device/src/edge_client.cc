@@ -29,16 +29,29 @@ class EdgeClient::Stream final
     StartCall();
   }
 
-  // Queues `request`; returns false when the stream no longer takes writes.
-  bool Write(v1::InferRequest request) {
+  // Queues `request` unless the stream no longer takes writes (then returns false and leaves
+  // `request` as it was). Sets *start when the caller now owns the one write gRPC allows at a
+  // time: it must then call StartQueuedWrite, holding none of its own locks.
+  bool Enqueue(v1::InferRequest&& request, bool* start) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) return false;
     writes_.push_back(std::move(request));
-    if (!writing_) {
-      writing_ = true;
-      StartWrite(&writes_.front());
-    }
+    *start = !writing_;
+    writing_ = true;
     return true;
+  }
+
+  // Writes the oldest queued request. Called without the stream's (or the client's) lock:
+  // gRPC may finish the write at once and run this stream's reactions on other threads, which
+  // take that lock, while the write call itself lasts tens of microseconds. The stream outlives
+  // the write: its hold is not released while a write is under way.
+  void StartQueuedWrite() {
+    v1::InferRequest* next = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      next = &writes_.front();  // deque references survive push_back
+    }
+    StartWrite(next);
   }
 
   // Half-closes once queued writes are out; the edge then ends the stream after answering.
@@ -60,15 +73,17 @@ class EdgeClient::Stream final
   void Cancel() { context_.TryCancel(); }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    writes_.pop_front();
-    if (!ok) closed_ = true;  // broken: the read side will report why
-    if (ok && !writes_.empty()) {
-      StartWrite(&writes_.front());
-      return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      writes_.pop_front();
+      if (!ok) closed_ = true;  // broken: the read side will report why
+      if (!ok || writes_.empty()) {
+        writing_ = false;
+        if (closed_) ReleaseLocked(/*writes_done=*/ok);
+        return;
+      }
     }
-    writing_ = false;
-    if (closed_) ReleaseLocked(/*writes_done=*/ok);
+    StartQueuedWrite();  // this reaction still owns the write
   }
 
   void OnReadDone(bool ok) override {
@@ -189,41 +204,38 @@ EdgeClient::~EdgeClient() {
 
 void EdgeClient::Send(v1::InferRequest request, Callback done) {
   const uint64_t id = request.request_id();
-  Stream* stream = nullptr;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (closing_) {
-      done(absl::CancelledError("edge client is shutting down"));
-      return;
-    }
-    if (const Clock::time_point now = Clock::now(); now < blocked_until_) {
-      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(blocked_until_ - now);
-      done(absl::UnavailableError(absl::StrCat(
-          "edge ", target_, " skipped for ", wait.count(), " ms more after ", consecutive_failures_,
-          " consecutive failures",
-          consecutive_failures_ >= options_.failure_threshold ? " (circuit open)" : "")));
-      return;
-    }
-    if (current_ == nullptr) {
-      current_ = new Stream(this, stub_.get());
-      live_.insert(current_);
-    }
-    stream = current_;
-    pending_[id] = Pending{std::move(done), stream};
-    // Writing under our lock keeps "registered as pending" and "written on this stream" in
-    // one step, so StreamDone can fail exactly the requests of a broken stream.
-    if (stream->Write(std::move(request))) return;
-    current_ = nullptr;
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (closing_) {
+    done(absl::CancelledError("edge client is shutting down"));
+    return;
   }
-  // The stream closed between lookup and write: open a fresh one.
-  Callback callback;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = pending_.find(id);
-    if (it == pending_.end()) return;
-    callback = std::move(it->second.done);
-    pending_.erase(it);
+  if (const Clock::time_point now = Clock::now(); now < blocked_until_) {
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(blocked_until_ - now);
+    done(absl::UnavailableError(absl::StrCat(
+        "edge ", target_, " skipped for ", wait.count(), " ms more after ", consecutive_failures_,
+        " consecutive failures",
+        consecutive_failures_ >= options_.failure_threshold ? " (circuit open)" : "")));
+    return;
   }
+  if (current_ == nullptr) {
+    current_ = new Stream(this, stub_.get());
+    live_.insert(current_);
+  }
+  Stream* stream = current_;
+  // Registered as pending and queued on this stream in one step under our lock, so
+  // StreamDone can fail exactly the requests of a broken stream.
+  pending_[id] = Pending{std::move(done), stream};
+  bool start = false;
+  if (stream->Enqueue(std::move(request), &start)) {
+    lock.unlock();
+    if (start) stream->StartQueuedWrite();
+    return;
+  }
+  // The stream closed between lookup and write: open a fresh one for the same request.
+  current_ = nullptr;
+  Callback callback = std::move(pending_[id].done);
+  pending_.erase(id);
+  lock.unlock();
   Send(std::move(request), std::move(callback));
 }
 
