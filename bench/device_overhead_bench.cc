@@ -191,8 +191,9 @@ absl::Status Run(const BenchOptions& options, json* report) {
   int cut = manifest.cuts.back().id;
   if (!options.cut.empty() && !absl::SimpleAtoi(options.cut, &cut)) {
     const auto* named = manifest.FindCutNamed(options.cut);
-    if (named == nullptr)
+    if (named == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("no cut named ", options.cut));
+    }
     cut = named->id;
   }
   CLEAVE_ASSIGN_OR_RETURN(const size_t split, bundle->SegmentStartingAt(cut));

@@ -74,8 +74,7 @@ for model in $MODELS; do
     resnet18)
       mkdir -p "$RESULTS/resnet18"
       # Real architecture, random weights: only shapes and timings matter here.
-      [[ -f "$RESULTS/resnet18/resnet18.pt" ]] \
-        || /usr/bin/python3 bench/export_torchvision.py resnet18 "$RESULTS/resnet18/resnet18.pt"
+      /usr/bin/python3 bench/export_torchvision.py resnet18 "$RESULTS/resnet18/resnet18.pt"
       CUT=layer2  # the end of stage layer2
       BUNDLE="$RESULTS/resnet18/bundles/resnet18"
       build/bin/cleave split "$RESULTS/resnet18/resnet18.pt" --input-shape 1,3,224,224 \

@@ -63,16 +63,14 @@ for model in $MODELS; do
         --exits "$RESULTS/bundles/reference/1"
       ;;
     resnet18)
-      [[ -f "$RESULTS/models/resnet18.pt" ]] \
-        || /usr/bin/python3 bench/export_torchvision.py resnet18 "$RESULTS/models/resnet18.pt"
+      /usr/bin/python3 bench/export_torchvision.py resnet18 "$RESULTS/models/resnet18.pt"
       prepare resnet18 "$RESULTS/models/resnet18.pt" 1,3,224,224 \
         maxpool,layer1,layer2,layer3,layer4,avgpool
       plan resnet18 "$RESULTS/models/resnet18.pt" 1,3,224,224 \
         maxpool,layer1,layer2,layer3,layer4,avgpool
       ;;
     mobilenet_v2)
-      [[ -f "$RESULTS/models/mobilenet_v2.pt" ]] \
-        || /usr/bin/python3 bench/export_torchvision.py mobilenet_v2 "$RESULTS/models/mobilenet_v2.pt"
+      /usr/bin/python3 bench/export_torchvision.py mobilenet_v2 "$RESULTS/models/mobilenet_v2.pt"
       prepare mobilenet_v2 "$RESULTS/models/mobilenet_v2.pt" 1,3,224,224 \
         features.3,features.6,features.10,features.13,features.16,features
       plan mobilenet_v2 "$RESULTS/models/mobilenet_v2.pt" 1,3,224,224 \

@@ -48,7 +48,7 @@ printf '%-12s %6s %12s %10s %10s %12s %12s\n' model cuts "load+fwd s" "inspect s
   "inspect/base" "split/base"
 for model in resnet18 densenet121; do
   file="$RESULTS/$model.pt"
-  [[ -f "$file" ]] || "$PYTHON" bench/export_torchvision.py "$model" "$file"
+  "$PYTHON" bench/export_torchvision.py "$model" "$file"
   cut_count=$("$CLEAVE" inspect "$file" --input-shape 1,3,224,224 --json |
     "$PYTHON" -c 'import json, sys; print(len(json.load(sys.stdin)["cuts"]))')
   base=$(median_seconds "$PYTHON" -c "$BASELINE" "$file")

@@ -531,43 +531,39 @@ void Runtime::Start(std::shared_ptr<Call> call) {
   Offload(call, *edge);
 }
 
-absl::StatusOr<bool> Runtime::RunFused(Call& call, size_t first, size_t last) {
-  if (first == last || call.probe_due || options_.device_slowdown > 1.0) return false;
+size_t Runtime::LastInOneCall(const Call& call, size_t first, size_t last) const {
+  if (first == last || call.probe_due || options_.device_slowdown > 1.0) return first;
   for (size_t segment = first; segment <= last; ++segment) {
-    if (exit_after_[segment]) return false;
+    if (exit_after_[segment]) return first;
   }
   Estimates& e = *estimates_;
-  double estimated = 0;
-  {
-    std::lock_guard<std::mutex> lock(e.mutex);
-    for (size_t segment = first; segment <= last; ++segment) {
-      if (!e.device_known[segment]) return false;
-      estimated += e.device_ms[segment];
-    }
-  }
-  if (estimated <= 0) return false;
-  const Clock::time_point start = Clock::now();
-  CLEAVE_ASSIGN_OR_RETURN(call.value, bundle_->RunSegments(first, last, {call.value}));
-  const double elapsed = MillisSince(start);
-  call.result.timings.device_compute_ms += elapsed;
   std::lock_guard<std::mutex> lock(e.mutex);
-  const double scale = elapsed / estimated;  // from the estimates summed above
+  double estimated = 0;
   for (size_t segment = first; segment <= last; ++segment) {
-    Smooth(&e.device_ms, &e.device_known, segment, e.device_ms[segment] * scale);
+    if (!e.device_known[segment]) return first;
+    estimated += e.device_ms[segment];
   }
-  return true;
+  return estimated > 0 ? last : first;
+}
+
+void Runtime::LearnDeviceTime(size_t first, size_t last, double elapsed) {
+  Estimates& e = *estimates_;
+  std::lock_guard<std::mutex> lock(e.mutex);
+  double estimated = 0;
+  for (size_t segment = first; segment <= last; ++segment) estimated += e.device_ms[segment];
+  for (size_t segment = first; segment <= last; ++segment) {
+    const double sample = first == last ? elapsed : e.device_ms[segment] * elapsed / estimated;
+    Smooth(&e.device_ms, &e.device_known, segment, sample);
+  }
 }
 
 absl::StatusOr<bool> Runtime::RunOnDevice(Call& call, size_t first, size_t last) {
-  CLEAVE_ASSIGN_OR_RETURN(const bool fused, RunFused(call, first, last));
-  if (fused) return false;  // no exit lies on the way
   const common::BundleManifest& manifest = bundle_->manifest();
+  if (call.probe_due) call.probe_candidates.emplace_back(first, call.value.toTensor());
   for (size_t segment = first; segment <= last; ++segment) {
-    if (call.probe_due && segment == first) {
-      call.probe_candidates.emplace_back(segment, call.value.toTensor());
-    }
+    const size_t through = LastInOneCall(call, segment, last);
     const Clock::time_point start = Clock::now();
-    CLEAVE_ASSIGN_OR_RETURN(call.value, bundle_->RunSegments(segment, segment, {call.value}));
+    CLEAVE_ASSIGN_OR_RETURN(call.value, bundle_->RunSegments(segment, through, {call.value}));
     double elapsed = MillisSince(start);
     if (options_.device_slowdown > 1.0) {
       std::this_thread::sleep_for(
@@ -575,10 +571,8 @@ absl::StatusOr<bool> Runtime::RunOnDevice(Call& call, size_t first, size_t last)
       elapsed *= options_.device_slowdown;
     }
     call.result.timings.device_compute_ms += elapsed;
-    {
-      std::lock_guard<std::mutex> lock(estimates_->mutex);
-      Smooth(&estimates_->device_ms, &estimates_->device_known, segment, elapsed);
-    }
+    LearnDeviceTime(segment, through, elapsed);
+    segment = through;  // from here on: the last segment of the run
     const std::optional<int> end = manifest.segments[segment].end_cut;
     if (call.probe_due && end && segment + 1 < manifest.segments.size()) {
       call.probe_candidates.emplace_back(segment + 1, call.value.toTensor());

@@ -77,7 +77,7 @@ bool DynamicBatcher::Submit(DynamicBatcher::Job job) {
     if (stopping_ || queued_ >= options_.max_queue) return false;
     const Key key(job.bundle->id(), job.request->cut_id());
     queues_[key].push_back(std::move(job));
-    queued_hint_.store(++queued_, std::memory_order_relaxed);
+    ++queued_;
   }
   if (!spinning_.load()) wake_.notify_one();
   return true;
@@ -135,7 +135,6 @@ std::vector<DynamicBatcher::Job> DynamicBatcher::TakeBatch(std::unique_lock<std:
       chosen->second.pop_front();
     }
     queued_ -= batch.size();
-    queued_hint_.store(queued_, std::memory_order_relaxed);
     if (chosen->second.empty()) queues_.erase(chosen);
     // Requests a polling worker took the place of a wake-up for may be left for another.
     if (queued_ > 0) wake_.notify_one();
@@ -147,7 +146,7 @@ bool DynamicBatcher::SpinForWork(std::unique_lock<std::mutex>& lock) {
   if (options_.idle_spin.count() <= 0 || spinning_.exchange(true)) return false;
   lock.unlock();
   const Clock::time_point until = Clock::now() + options_.idle_spin;
-  while (queued_hint_.load(std::memory_order_relaxed) == 0 && !stopping_.load() &&
+  while (queued_.load(std::memory_order_relaxed) == 0 && !stopping_.load() &&
          Clock::now() < until) {
     CpuRelax();
   }

@@ -187,10 +187,13 @@ class Runtime {
   // Runs segments [first, last] on the device, evaluating calibrated exits on the way.
   // Returns true when an exit answered (the call's result is then filled).
   absl::StatusOr<bool> RunOnDevice(Call& call, size_t first, size_t last);
-  // Runs [first, last] as one call when nothing is due between the segments (no exit head to
-  // evaluate, no probe, no emulated slowdown) and their times are known: the time is shared
-  // among them in proportion to their estimates. Returns false, having run nothing, otherwise.
-  absl::StatusOr<bool> RunFused(Call& call, size_t first, size_t last);
+  // Where a run of segments starting at `first` ends: `last` when all of [first, last] can go
+  // in one call (no exit head to evaluate, no probe, no emulated slowdown, every segment's time
+  // known), else `first` alone.
+  size_t LastInOneCall(const Call& call, size_t first, size_t last) const;
+  // Feeds the time of segments [first, last] run as one call into their device estimates: one
+  // segment's sample is that time; several share it in proportion to their estimates.
+  void LearnDeviceTime(size_t first, size_t last, double elapsed);
   PolicyInput MakePolicyInput(double budget_ms) const;
   // How the activation at `cut_id` is encoded: RuntimeOptions::codec, else the bundle's.
   const common::CodecSpec& CodecFor(int cut_id) const;

@@ -102,11 +102,9 @@ class DynamicBatcher {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::map<Key, std::deque<DynamicBatcher::Job>> queues_;
-  size_t queued_ = 0;
-  // queued_, readable without the mutex by the spinning worker.
-  std::atomic<size_t> queued_hint_{0};
+  std::atomic<size_t> queued_{0};      // written under mutex_; atomic for the poller
   std::atomic<bool> spinning_{false};  // a worker is polling: Submit need not wake one
-  std::atomic<bool> stopping_{false};  // written under mutex_; atomic for the poller
+  std::atomic<bool> stopping_{false};  // the same
   std::vector<std::thread> workers_;
 };
 
