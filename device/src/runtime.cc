@@ -178,6 +178,9 @@ struct Runtime::Call {
   bool probe_due = false;
   std::vector<std::pair<size_t, at::Tensor>> probe_candidates;  // (segment, activation)
   std::atomic<bool> completed{false};
+  // Set for a synchronous Infer: runs a step on the caller's waiting thread (the decode of the
+  // edge's answer and what follows it).
+  std::function<void(std::function<void()>)> run_on_caller;
 };
 
 // One send to one edge: settled exactly once, by the answer or at its deadline.
@@ -374,26 +377,48 @@ void Runtime::Post(std::function<void()> work) {
 }
 
 absl::StatusOr<Result> Runtime::Infer(const at::Tensor& input, const InferOptions& options) {
-  // The caller's thread runs the device segments itself (no hand-off to the pool and back);
-  // only the wait for an edge answer, or a fallback after it, involves other threads. The
-  // answering thread shares the waiter, so it can let go of the lock before it notifies: the
-  // woken caller then never finds the lock still held and goes back to sleep on it.
+  // The caller's thread runs the device segments itself (no hand-off to the pool and back),
+  // and it also decodes the edge's answer: the gRPC thread that receives it only hands it over.
+  // Decoding on the gRPC thread before waking the caller measured about 15 us slower per
+  // request. The answering thread shares the waiter, so it can let go of the lock before it
+  // notifies: the woken caller then never finds the lock still held and goes back to sleep.
   struct Waiter {
     std::mutex mutex;
     std::condition_variable ready;
     std::optional<absl::StatusOr<Result>> result;
+    std::vector<std::function<void()>> work;  // for this thread to run while it waits
   };
   auto waiter = std::make_shared<Waiter>();
-  Start(NewCall(input, options, [waiter](absl::StatusOr<Result> result) {
+  std::shared_ptr<Call> call = NewCall(input, options, [waiter](absl::StatusOr<Result> result) {
     {
       std::lock_guard<std::mutex> lock(waiter->mutex);
       waiter->result = std::move(result);
     }
     waiter->ready.notify_one();
-  }));
+  });
+  call->run_on_caller = [waiter](std::function<void()> work) {
+    {
+      std::lock_guard<std::mutex> lock(waiter->mutex);
+      waiter->work.push_back(std::move(work));
+    }
+    waiter->ready.notify_one();
+  };
+  Start(std::move(call));
   std::unique_lock<std::mutex> lock(waiter->mutex);
-  waiter->ready.wait(lock, [&waiter] { return waiter->result.has_value(); });
-  return *std::move(waiter->result);
+  for (;;) {
+    waiter->ready.wait(lock, [&waiter] { return waiter->result || !waiter->work.empty(); });
+    if (waiter->result.has_value()) {
+      // Nothing is handed over after the answer (an attempt settles once, before the answer),
+      // but a step holds the call, which holds this waiter: never leave one behind.
+      waiter->work.clear();
+      return *std::move(waiter->result);
+    }
+    std::vector<std::function<void()>> work = std::move(waiter->work);
+    waiter->work.clear();
+    lock.unlock();
+    for (std::function<void()>& step : work) step();
+    lock.lock();
+  }
 }
 
 std::future<absl::StatusOr<Result>> Runtime::InferAsync(at::Tensor input, InferOptions options) {
@@ -636,11 +661,16 @@ void Runtime::Offload(std::shared_ptr<Call> call, size_t edge_index) {
       },
       weak_call);
   attempt->sent = Clock::now();
-  edges_[edge_index]->Send(std::move(request),
-                           [this, call, attempt](absl::StatusOr<v1::InferResponse> response) {
-                             if (attempt->settled.exchange(true)) return;  // deadline passed
-                             OnEdgeAnswer(call, attempt->edge, attempt->sent, std::move(response));
-                           });
+  edges_[edge_index]->Send(
+      std::move(request), [this, call, attempt](absl::StatusOr<v1::InferResponse> response) {
+        if (attempt->settled.exchange(true)) return;  // deadline passed
+        if (!call->run_on_caller) {
+          return OnEdgeAnswer(call, attempt->edge, attempt->sent, std::move(response));
+        }
+        call->run_on_caller([this, call, attempt, response = std::move(response)]() mutable {
+          OnEdgeAnswer(call, attempt->edge, attempt->sent, std::move(response));
+        });
+      });
 }
 
 void Runtime::OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index, Clock::time_point sent,

@@ -221,6 +221,52 @@ TEST_F(RuntimeTest, UnreachableEdgeFallsBackToTheDeviceWithinTheDeadline) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
+TEST_F(RuntimeTest, AnEdgeThatRefusesTheRequestIsTriedOnceMoreThenTheDeviceAnswers) {
+  // Two edges serving only another bundle answer NOT_FOUND. Infer's caller thread, which
+  // receives the edge's answers to decode them, tries the second edge once and then finishes
+  // on the device.
+  const std::string other =
+      testing::WriteTestBundle(original_, dir_.path(), "other/residual", {"stem"});
+  ASSERT_FALSE(other.empty());
+  ASSERT_NE(other, bundle_id_);
+  std::vector<std::unique_ptr<edge_server::EdgeServer>> edges;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 2; ++i) {
+    edge_server::EdgeServerOptions edge;
+    edge.bundles_dir = dir_.File("other");
+    edge.listen = "127.0.0.1:0";
+    auto server = edge_server::EdgeServer::Start(edge);
+    ASSERT_TRUE(server.ok()) << server.status();
+    addresses.push_back("127.0.0.1:" + std::to_string((*server)->port()));
+    edges.push_back(*std::move(server));
+  }
+  RuntimeOptions options = FixedCutOptions(addresses);
+  options.deadline = std::chrono::seconds(30);
+  options.probe_interval = std::chrono::milliseconds(0);
+  auto runtime = MakeRuntime(options);
+  ASSERT_NE(runtime, nullptr);
+  const at::Tensor input = at::rand({1, 3, 8, 8});
+  auto result = runtime->Infer(input);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->placement, Placement::kDeviceFallback);
+  EXPECT_THAT(result->fallback_reason, HasSubstr("unknown bundle id"));
+  EXPECT_THAT(result->fallback_reason, HasSubstr(addresses[1]));
+  ExpectMatchesOriginal(*result, input);
+  const std::string telemetry = runtime->TelemetryPrometheus();
+  for (const std::string& address : addresses) {
+    EXPECT_THAT(telemetry,
+                HasSubstr("cleave_device_edge_failures_total{edge=\"" + address + "\"} 1"));
+  }
+
+  options.local_fallback = false;
+  auto strict = MakeRuntime(options);
+  ASSERT_NE(strict, nullptr);
+  auto refused = strict->Infer(input);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("unknown bundle id"));
+}
+
 TEST_F(RuntimeTest, WithoutFallbackAnUnreachableEdgeIsAnError) {
   RuntimeOptions options = FixedCutOptions({"127.0.0.1:1"});
   options.deadline = std::chrono::milliseconds(300);

@@ -156,7 +156,7 @@ class Runtime {
   Runtime() = default;
   absl::Status Initialize(const std::string& bundle_dir, const RuntimeOptions& options);
 
-  // Steps of one call (Call holds its state; each step runs on a pool or gRPC thread).
+  // Steps of one call (Call holds its state; each step runs on a pool, gRPC or caller thread).
   std::shared_ptr<Call> NewCall(at::Tensor input, InferOptions options,
                                 std::function<void(absl::StatusOr<Result>)> done);
   void Start(std::shared_ptr<Call> call);
