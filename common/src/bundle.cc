@@ -107,17 +107,19 @@ absl::StatusOr<c10::IValue> Bundle::RunSegments(size_t first, size_t last,
     return absl::OutOfRangeError(absl::StrCat(
         "segments ", first, "..", last, " requested; bundle has ", segments_.size(), " loaded"));
   }
-  return GuardTorch(absl::StatusCode::kInvalidArgument,
-                    absl::StrCat("running segment ", first, ".. ", last), [&] {
-                      c10::InferenceMode inference;
-                      c10::IValue value;
-                      for (size_t i = first; i <= last; ++i) {
-                        torch::jit::Module segment = segments_[i];
-                        value = segment.forward(std::move(inputs));
-                        inputs = {value};
-                      }
-                      return value;
-                    });
+  const auto context = [first, last] {
+    return absl::StrCat("running segment ", first, ".. ", last);
+  };
+  return GuardTorch(absl::StatusCode::kInvalidArgument, context, [&] {
+    c10::InferenceMode inference;
+    c10::IValue value;
+    for (size_t i = first; i <= last; ++i) {
+      torch::jit::Module segment = segments_[i];
+      value = segment.forward(std::move(inputs));
+      inputs = {value};
+    }
+    return value;
+  });
 }
 
 absl::StatusOr<at::Tensor> Bundle::RunExit(int cut_id, const at::Tensor& activation) const {
@@ -126,12 +128,12 @@ absl::StatusOr<at::Tensor> Bundle::RunExit(int cut_id, const at::Tensor& activat
     return absl::NotFoundError(
         absl::StrCat("bundle ", manifest_.name, " has no exit at cut ", cut_id));
   }
-  return GuardTorch(absl::StatusCode::kInvalidArgument,
-                    absl::StrCat("running the exit head at cut ", cut_id), [&] {
-                      c10::InferenceMode inference;
-                      torch::jit::Module head = it->second;
-                      return head.forward({activation}).toTensor();
-                    });
+  const auto context = [cut_id] { return absl::StrCat("running the exit head at cut ", cut_id); };
+  return GuardTorch(absl::StatusCode::kInvalidArgument, context, [&] {
+    c10::InferenceMode inference;
+    torch::jit::Module head = it->second;
+    return head.forward({activation}).toTensor();
+  });
 }
 
 absl::StatusOr<double> Bundle::Verify() const {

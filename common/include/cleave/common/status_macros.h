@@ -40,9 +40,11 @@ struct IsStatusOr<absl::StatusOr<T>> : std::true_type {};
 
 // Runs `fn` and turns any exception it throws (c10::Error from LibTorch, std::exception) into
 // a Status with `code` whose message starts with `context`. `fn` returns a value, a Status or
-// a StatusOr; the result type is StatusOr<value> (or Status for void and Status).
-template <typename Fn>
-auto GuardTorch(absl::StatusCode code, absl::string_view context, Fn&& fn) {
+// a StatusOr; the result type is StatusOr<value> (or Status for void and Status). `context`
+// is a string, or a callable returning one that runs only on error (for contexts that would
+// be formatted on every call of a hot path).
+template <typename Context, typename Fn>
+auto GuardTorch(absl::StatusCode code, const Context& context, Fn&& fn) {
   using Result = std::invoke_result_t<Fn>;
   using Wrapped = std::conditional_t<
       std::is_void_v<Result> || std::is_same_v<Result, absl::Status>, absl::Status,
@@ -60,7 +62,11 @@ auto GuardTorch(absl::StatusCode code, absl::string_view context, Fn&& fn) {
     if (message.find("Traceback of TorchScript") != std::string::npos) {
       message = message.substr(message.rfind('\n') + 1);
     }
-    return absl::Status(code, absl::StrCat(context, ": ", message));
+    if constexpr (std::is_invocable_v<const Context&>) {
+      return absl::Status(code, absl::StrCat(context(), ": ", message));
+    } else {
+      return absl::Status(code, absl::StrCat(context, ": ", message));
+    }
   };
   try {
     if constexpr (std::is_void_v<Result>) {
