@@ -6,6 +6,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <random>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -157,11 +158,14 @@ EdgeClient::EdgeClient(const std::string& target, EdgeClientOptions options)
     : target_(target),
       options_(std::move(options)),
       channel_(SharedChannel(target, options_)),
-      stub_(v1::Inference::NewStub(channel_)) {}
+      stub_(v1::Inference::NewStub(channel_)),
+      jitter_state_((uint64_t{std::random_device()()} << 32 | std::random_device()()) | 1) {}
 
-bool EdgeClient::Available() const {
+bool EdgeClient::Available() const { return Clock::now() >= available_at(); }
+
+EdgeClient::Clock::time_point EdgeClient::available_at() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return Clock::now() >= blocked_until_;
+  return blocked_until_;
 }
 
 int EdgeClient::consecutive_failures() const {
@@ -183,7 +187,8 @@ void EdgeClient::ReportFailure() {
     const int doublings = std::min(consecutive_failures_ - 1, 20);
     delay = std::min(options_.max_backoff, options_.min_backoff * (1 << doublings));
   }
-  // +-20% jitter from a per-client xorshift: cheap, and fleets do not retry in lockstep.
+  // +-20% jitter from a per-client xorshift seeded at random: cheap, and a fleet does not
+  // retry in lockstep.
   jitter_state_ ^= jitter_state_ << 13;
   jitter_state_ ^= jitter_state_ >> 7;
   jitter_state_ ^= jitter_state_ << 17;
@@ -205,16 +210,21 @@ EdgeClient::~EdgeClient() {
 void EdgeClient::Send(v1::InferRequest request, Callback done) {
   const uint64_t id = request.request_id();
   std::unique_lock<std::mutex> lock(mutex_);
+  // A refused request's callback runs without our lock: it may report the failure or send
+  // again.
   if (closing_) {
+    lock.unlock();
     done(absl::CancelledError("edge client is shutting down"));
     return;
   }
   if (const Clock::time_point now = Clock::now(); now < blocked_until_) {
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(blocked_until_ - now);
-    done(absl::UnavailableError(absl::StrCat(
-        "edge ", target_, " skipped for ", wait.count(), " ms more after ", consecutive_failures_,
-        " consecutive failures",
-        consecutive_failures_ >= options_.failure_threshold ? " (circuit open)" : "")));
+    absl::Status refused = absl::UnavailableError(
+        absl::StrCat("edge ", target_, " skipped for ", wait.count(), " ms more after ",
+                     consecutive_failures_, " consecutive failures",
+                     consecutive_failures_ >= options_.failure_threshold ? " (circuit open)" : ""));
+    lock.unlock();
+    done(std::move(refused));
     return;
   }
   if (current_ == nullptr) {

@@ -176,6 +176,7 @@ struct Runtime::Call {
   std::string frame;
   bool retried = false;
   bool probe_due = false;
+  int64_t probe_claimed_ns = 0, probe_prior_ns = 0;  // last_probe_ns_ after and before the claim
   std::vector<std::pair<size_t, at::Tensor>> probe_candidates;  // (segment, activation)
   std::atomic<bool> completed{false};
   // Set for a synchronous Infer: runs a step on the caller's waiting thread (the decode of the
@@ -514,7 +515,9 @@ void Runtime::Start(std::shared_ptr<Call> call) {
     int64_t last_probe = last_probe_ns_.load();
     const bool due = now - last_probe >=
                      std::chrono::duration_cast<Clock::duration>(options_.probe_interval).count();
+    call->probe_prior_ns = last_probe;
     call->probe_due = due && last_probe_ns_.compare_exchange_strong(last_probe, now);
+    call->probe_claimed_ns = now;
   }
   if (!offload.has_value()) {
     // Stay on the device: all held segments (degraded when it does not hold them all). With
@@ -804,7 +807,15 @@ void Runtime::FinishLocally(std::shared_ptr<Call> call, std::string reason) {
 }
 
 void Runtime::MaybeProbe(const Call& call) {
-  if (!call.probe_due || call.probe_candidates.empty()) return;
+  if (!call.probe_due) return;
+  if (call.result.placement == Placement::kDeviceExit) {
+    // A confident sample never leaves the device, not even as a probe: the next call that
+    // stays local probes instead (unless another one has probed meanwhile).
+    int64_t claimed = call.probe_claimed_ns;
+    last_probe_ns_.compare_exchange_strong(claimed, call.probe_prior_ns);
+    return;
+  }
+  if (call.probe_candidates.empty()) return;
   const std::optional<size_t> edge = NextAvailableEdge(0);
   if (!edge.has_value()) {
     Count(instruments_->probes, {"no-edge"});

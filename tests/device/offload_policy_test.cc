@@ -7,10 +7,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <future>
 #include <limits>
+#include <memory>
+#include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "cleave/device/edge_client.h"
 #include "cleave/device/link_estimator.h"
 
@@ -179,6 +185,69 @@ TEST(EdgeClientTest, BacksOffThenOpensTheCircuitAndASuccessClosesIt) {
   client.ReportSuccess();
   EXPECT_TRUE(client.Available());
   EXPECT_EQ(client.consecutive_failures(), 0);
+}
+
+TEST(EdgeClientTest, BackoffDoublesUpToItsCapWithinTheJitter) {
+  EdgeClientOptions options;
+  options.min_backoff = std::chrono::milliseconds(100);
+  options.max_backoff = std::chrono::milliseconds(350);
+  options.failure_threshold = 10;
+  EdgeClient client("127.0.0.1:1", options);
+  for (const int expected_ms : {100, 200, 350, 350}) {
+    const auto before = EdgeClient::Clock::now();
+    client.ReportFailure();
+    const auto after = EdgeClient::Clock::now();
+    const auto expected = std::chrono::milliseconds(expected_ms);
+    EXPECT_GE(client.available_at() - before, expected * 0.8) << expected_ms << " ms";
+    EXPECT_LE(client.available_at() - after, expected * 1.2) << expected_ms << " ms";
+  }
+}
+
+TEST(EdgeClientTest, ClientsDrawDifferentJitter) {
+  // Devices that lost the same edge at the same moment must not all come back at once.
+  EdgeClientOptions options;
+  options.min_backoff = std::chrono::milliseconds(1000);
+  options.max_backoff = std::chrono::milliseconds(1000);
+  options.failure_threshold = 100;
+  std::set<std::vector<int64_t>> sequences;
+  for (int c = 0; c < 3; ++c) {
+    EdgeClient client("127.0.0.1:1", options);
+    std::vector<int64_t> sequence;
+    for (int i = 0; i < 4; ++i) {
+      const auto before = EdgeClient::Clock::now();
+      client.ReportFailure();
+      sequence.push_back(
+          std::chrono::duration_cast<std::chrono::milliseconds>(client.available_at() - before)
+              .count());
+    }
+    sequences.insert(sequence);
+  }
+  EXPECT_EQ(sequences.size(), 3u);
+}
+
+TEST(EdgeClientTest, ARefusedRequestsCallbackMayReportTheFailureAndSendAgain) {
+  // The callback of a request refused during backoff runs without the client's lock held, as
+  // the runtime's does: it reports the failure and may send again. Run on another thread so a
+  // deadlock fails the test instead of hanging it.
+  auto client = std::make_shared<EdgeClient>("127.0.0.1:1");
+  client->ReportFailure();
+  auto finished = std::make_shared<std::promise<std::string>>();
+  std::thread([client, finished] {
+    client->Send(v1::InferRequest(), [client, finished](absl::StatusOr<v1::InferResponse> first) {
+      client->ReportFailure();
+      client->Send(v1::InferRequest(), [finished, first](absl::StatusOr<v1::InferResponse> second) {
+        finished->set_value(
+            absl::StrCat(first.status().ToString(), " | ", second.status().ToString()));
+      });
+    });
+  }).detach();
+  std::future<std::string> outcome = finished->get_future();
+  if (outcome.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    ADD_FAILURE() << "EdgeClient::Send deadlocked in its own callback";
+    std::abort();  // the stuck thread holds the client's lock: nothing else can finish
+  }
+  EXPECT_THAT(outcome.get(), HasSubstr("UNAVAILABLE: edge 127.0.0.1:1 skipped for"));
+  EXPECT_EQ(client->consecutive_failures(), 2);
 }
 
 }  // namespace

@@ -92,6 +92,18 @@ class ResilienceTest : public ::testing::Test {
     return ordered;
   }
 
+  // A link emulator in front of `edge` adding `delay` each way; nullptr (and a failure) when it
+  // cannot start.
+  static std::unique_ptr<link_emulator::LinkEmulator> Delayed(const testing::EdgeProcess& edge,
+                                                              milliseconds delay) {
+    link_emulator::LinkEmulatorOptions link;
+    link.upstream = edge.address();
+    link.upstream_shape.delay = delay;
+    auto emulator = link_emulator::LinkEmulator::Start(link);
+    EXPECT_TRUE(emulator.ok()) << emulator.status();
+    return emulator.ok() ? *std::move(emulator) : nullptr;
+  }
+
   static std::map<Placement, int> CountPlacements(const std::vector<Result>& results) {
     std::map<Placement, int> counts;
     for (const Result& result : results) ++counts[result.placement];
@@ -147,20 +159,95 @@ TEST_F(ResilienceTest, EdgeSlowerThanTheDeadlineIsAnsweredOnTheDeviceInTime) {
   }
 }
 
-TEST_F(ResilienceTest, WithFewerSegmentsALateEdgeGivesADegradedExitAnswer) {
+TEST_F(ResilienceTest, WithFewerSegmentsAGoneOrLateEdgeGivesADegradedExitAnswer) {
   // The device holds only the stem (and an exit head there that is never confident): when
-  // the edge is gone it cannot finish, so it answers with its exit head, marked degraded.
+  // the edge is gone or late it cannot finish, so it answers with its exit head, marked
+  // degraded, by the deadline.
   testing::AddUntrainedExit(bundle_dir_, /*threshold=*/1.0);
-  RuntimeOptions options = Offloading({"127.0.0.1:1"}, milliseconds(300));
-  options.device_segments = 1;
-  auto runtime = MakeRuntime(options);
+  testing::EdgeProcess edge(dir_.File("bundles"));
+  ASSERT_TRUE(edge.running()) << edge.Log();
+  auto late = Delayed(edge, milliseconds(400));  // 800 ms round trips
+  ASSERT_NE(late, nullptr);
+  const milliseconds deadline(300);
+  for (const std::string& target :
+       {std::string("127.0.0.1:1"), "127.0.0.1:" + std::to_string(late->port())}) {
+    SCOPED_TRACE(target);
+    RuntimeOptions options = Offloading({target}, deadline);
+    options.device_segments = 1;
+    auto runtime = MakeRuntime(options);
+    ASSERT_NE(runtime, nullptr);
+    const auto start = Clock::now();
+    auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
+    EXPECT_LE(Clock::now() - start, deadline + kMargin);
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->placement, Placement::kDegraded);
+    EXPECT_EQ(result->exit_cut, first_cut_);
+    EXPECT_EQ(result->outputs.at(0).sizes(), (std::vector<int64_t>{1, 10}));
+    EXPECT_FALSE(result->fallback_reason.empty());
+  }
+}
+
+TEST_F(ResilienceTest, APerCallDeadlineOverridesTheRuntimes) {
+  // The runtime would wait 30 s for this edge's 800 ms round trip; the call allows 250 ms.
+  testing::EdgeProcess edge(dir_.File("bundles"));
+  ASSERT_TRUE(edge.running()) << edge.Log();
+  auto late = Delayed(edge, milliseconds(400));
+  ASSERT_NE(late, nullptr);
+  auto runtime =
+      MakeRuntime(Offloading({"127.0.0.1:" + std::to_string(late->port())}, milliseconds(30000)));
   ASSERT_NE(runtime, nullptr);
-  auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
+  InferOptions call;
+  call.deadline = milliseconds(250);
+  const auto start = Clock::now();
+  auto result = runtime->Infer(at::rand({1, 3, 8, 8}), call);
+  EXPECT_LE(Clock::now() - start, *call.deadline + kMargin);
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->placement, Placement::kDegraded);
-  EXPECT_EQ(result->exit_cut, first_cut_);
-  EXPECT_EQ(result->outputs.at(0).sizes(), (std::vector<int64_t>{1, 10}));
-  EXPECT_FALSE(result->fallback_reason.empty());
+  EXPECT_EQ(result->placement, Placement::kDeviceFallback);
+  EXPECT_THAT(result->fallback_reason, ::testing::HasSubstr("deadline"));
+  // Without it the same runtime waits for the edge, once the edge's backoff after that late
+  // answer (100 ms +-20%) has passed.
+  std::this_thread::sleep_for(milliseconds(500));
+  auto patient = runtime->InferAsync(at::rand({1, 3, 8, 8})).get();
+  ASSERT_TRUE(patient.ok()) << patient.status();
+  EXPECT_EQ(patient->placement, Placement::kEdge) << patient->fallback_reason;
+}
+
+TEST_F(ResilienceTest, PipelineHoldsAtMostItsBoundInFlightAndDeliversInOrder) {
+  // Every frame spends a 300 ms round trip on the link: frames overlap up to the bound, a
+  // frame that finds no slot in time is refused, and results come out in submission order.
+  testing::EdgeProcess edge(dir_.File("bundles"));
+  ASSERT_TRUE(edge.running()) << edge.Log();
+  auto slow = Delayed(edge, milliseconds(150));
+  ASSERT_NE(slow, nullptr);
+  auto runtime =
+      MakeRuntime(Offloading({"127.0.0.1:" + std::to_string(slow->port())}, milliseconds(30000)));
+  ASSERT_NE(runtime, nullptr);
+  std::mutex mutex;
+  std::vector<uint64_t> delivered;
+  std::vector<Placement> placements;
+  size_t most_in_flight = 0;
+  {
+    Pipeline pipeline(runtime.get(), 3, [&](uint64_t sequence, absl::StatusOr<Result> result) {
+      std::lock_guard<std::mutex> lock(mutex);
+      delivered.push_back(sequence);
+      placements.push_back(result.ok() ? result->placement : Placement::kDegraded);
+    });
+    for (int i = 0; i < 9; ++i) {
+      ASSERT_TRUE(pipeline.Submit(at::rand({1, 3, 8, 8})).ok());
+      most_in_flight = std::max(most_in_flight, pipeline.in_flight());
+    }
+    // The last three frames went in together when the three before them came back: their
+    // slots free a round trip later, not within 10 ms.
+    auto refused = pipeline.Submit(at::rand({1, 3, 8, 8}), {}, milliseconds(10));
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("3 frames"));
+    pipeline.Drain();
+    EXPECT_EQ(pipeline.in_flight(), 0u);
+  }
+  EXPECT_EQ(most_in_flight, 3u);
+  ASSERT_EQ(delivered.size(), 9u);
+  for (size_t i = 0; i < delivered.size(); ++i) EXPECT_EQ(delivered[i], i);
+  for (Placement placement : placements) EXPECT_EQ(placement, Placement::kEdge);
 }
 
 TEST_F(ResilienceTest, FailsOverToTheNextEdgeWhenTheFirstDies) {

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "cleave/edge_server/edge_server.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/test_support.h"
@@ -17,6 +18,7 @@ namespace cleave::device {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class RuntimeTest : public ::testing::Test {
  protected:
@@ -86,7 +88,21 @@ TEST_F(RuntimeTest, SplitAcrossARealEdgeEqualsTheUnsplitModel) {
     EXPECT_EQ(result->placement, Placement::kEdge) << result->fallback_reason;
     EXPECT_GT(result->bytes_sent, 0u);
     ExpectMatchesOriginal(*result, input);
+    const Timings& timings = result->timings;
+    EXPECT_EQ(timings.device_compute_ms > 0, cut != common::kInputCutId);
+    EXPECT_GT(timings.encode_ms, 0);
+    EXPECT_GT(timings.network_ms, 0);
+    EXPECT_GE(timings.edge_queue_ms, 0);
+    EXPECT_GT(timings.edge_compute_ms, 0);
+    EXPECT_GE(timings.total_ms, timings.device_compute_ms + timings.encode_ms + timings.network_ms +
+                                    timings.edge_compute_ms);
   }
+  // The future form takes the same path.
+  const at::Tensor input = at::rand({1, 3, 8, 8});
+  auto result = runtime->InferAsync(input).get();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->placement, Placement::kEdge) << result->fallback_reason;
+  ExpectMatchesOriginal(*result, input);
 }
 
 // Offloads before the last segment and keeps a copy of each input it was given.
@@ -267,6 +283,40 @@ TEST_F(RuntimeTest, AnEdgeThatRefusesTheRequestIsTriedOnceMoreThenTheDeviceAnswe
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("unknown bundle id"));
 }
 
+TEST_F(RuntimeTest, RoundRobinPutsTheStreamsOfSeveralRuntimesOnSuccessiveAddresses) {
+  // One target resolving to two edges. Each runtime holds one stream on the process's shared
+  // channel for that target; round_robin opens each new stream on the next ready address, so
+  // a few runtimes in turn reach both edges (pick_first would keep to the first).
+  std::vector<std::unique_ptr<edge_server::EdgeServer>> edges;
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 2; ++i) {
+    edge_server::EdgeServerOptions edge;
+    edge.bundles_dir = dir_.File("bundles");
+    edge.listen = "127.0.0.1:0";
+    auto server = edge_server::EdgeServer::Start(edge);
+    ASSERT_TRUE(server.ok()) << server.status();
+    addresses.push_back("127.0.0.1:" + std::to_string((*server)->port()));
+    edges.push_back(*std::move(server));
+  }
+  RuntimeOptions options = FixedCutOptions({"ipv4:" + addresses[0] + "," + addresses[1]});
+  options.edge_client.load_balancing = "round_robin";
+  options.deadline = std::chrono::seconds(30);
+  options.probe_interval = std::chrono::milliseconds(0);
+  auto served = [&](size_t i) {
+    return absl::StrContains(edges[i]->metrics().RenderPrometheusText(),
+                             "cleave_edge_requests_total{");
+  };
+  for (int i = 0; i < 20 && !(served(0) && served(1)); ++i) {
+    auto runtime = MakeRuntime(options);
+    ASSERT_NE(runtime, nullptr);
+    auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->placement, Placement::kEdge) << result->fallback_reason;
+  }
+  EXPECT_TRUE(served(0));
+  EXPECT_TRUE(served(1));
+}
+
 TEST_F(RuntimeTest, WithoutFallbackAnUnreachableEdgeIsAnError) {
   RuntimeOptions options = FixedCutOptions({"127.0.0.1:1"});
   options.deadline = std::chrono::milliseconds(300);
@@ -337,20 +387,34 @@ TEST_F(RuntimeTest, BadOffloadCutAndBadInputAreErrors) {
 TEST_F(RuntimeTest, ConfidentSamplesNeverTouchTheNetwork) {
   testing::AddUntrainedExit(dir_.File("bundles/residual"),
                             0.0);  // every sample is confident enough
-  RuntimeOptions options;
-  options.edges = {"127.0.0.1:1"};  // unreachable: any attempt would show as a fallback
-  options.offload_cut = testing::ReadManifest(dir_.File("bundles/residual")).cuts[1].id;
-  auto runtime = MakeRuntime(options);
-  ASSERT_NE(runtime, nullptr);
-  auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
-  ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(result->placement, Placement::kDeviceExit);
-  EXPECT_EQ(result->exit_cut, runtime->bundle().manifest().cuts[0].id);
-  EXPECT_EQ(result->bytes_sent, 0u);
-  EXPECT_TRUE(result->fallback_reason.empty());
-  ASSERT_EQ(result->outputs.size(), 1u);
-  EXPECT_EQ(result->outputs[0].sizes(), (std::vector<int64_t>{1, 10}));
-  EXPECT_GT(result->confidence, 0.0);
+  StartEdge();
+  for (const bool fixed_cut : {true, false}) {
+    SCOPED_TRACE(fixed_cut ? "fixed cut after the exit" : "adaptive policy");
+    RuntimeOptions options;
+    options.edges = {EdgeAddress()};
+    if (fixed_cut)
+      options.offload_cut = testing::ReadManifest(dir_.File("bundles/residual")).cuts[1].id;
+    options.probe_interval = std::chrono::milliseconds(1);  // a probe due on every call
+    options.deadline = std::chrono::seconds(30);
+    auto runtime = MakeRuntime(options);
+    ASSERT_NE(runtime, nullptr);
+    for (int i = 0; i < 10; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
+      ASSERT_TRUE(result.ok()) << result.status();
+      EXPECT_EQ(result->placement, Placement::kDeviceExit);
+      EXPECT_EQ(result->exit_cut, runtime->bundle().manifest().cuts[0].id);
+      EXPECT_EQ(result->bytes_sent, 0u);
+      EXPECT_TRUE(result->fallback_reason.empty());
+      ASSERT_EQ(result->outputs.size(), 1u);
+      EXPECT_EQ(result->outputs[0].sizes(), (std::vector<int64_t>{1, 10}));
+      EXPECT_GT(result->confidence, 0.0);
+    }
+    // Not even a probe: the edge saw no request at all.
+    EXPECT_THAT(runtime->TelemetryPrometheus(), Not(HasSubstr("cleave_device_probes_total{")));
+    EXPECT_THAT(edge_->metrics().RenderPrometheusText(),
+                Not(HasSubstr("cleave_edge_requests_total{")));
+  }
 }
 
 TEST_F(RuntimeTest, UnsureSamplesContinueToTheEdge) {

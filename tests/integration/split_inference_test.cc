@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -80,6 +81,28 @@ TEST(SplitInferenceTest, DeviceCliOverFashionMnistAgreesWithUnsplitModel) {
   EXPECT_EQ(summary["placements"]["edge"], 50);
   EXPECT_EQ(summary["agreement_with_unsplit"], 1.0);
   EXPECT_GT(summary["bytes_per_request"].get<double>(), 0.0);
+  // Fashion-MNIST carries labels: accuracy is the share of the 50 answers that match them.
+  const double accuracy = summary["accuracy"].get<double>();
+  EXPECT_GE(accuracy, 0.0);
+  EXPECT_LE(accuracy, 1.0);
+  EXPECT_DOUBLE_EQ(accuracy * 50, std::round(accuracy * 50));
+
+  // Without --json: a progress line on stderr, then the summary table on stdout.
+  auto table = testing::RunCommand(testing::BinaryPath("cleave-device") + " --bundle " +
+                                       dir.File("bundles/ref") + " --edge " + edge.address() +
+                                       " --cut 5 --limit 20 --deadline-ms 30000 --no-fallback" +
+                                       " 2> " + dir.File("progress.txt"),
+                                   /*merge_stderr=*/false);
+  ASSERT_EQ(table.exit_code, 0) << table.output;
+  for (const char* row :
+       {"requests", "20", "accuracy", "ran on edge", "20 (100.0%)", "offloaded at cut 5",
+        "latency p50 / p95 / p99", "ms", "bytes sent per request"}) {
+    EXPECT_THAT(table.output, HasSubstr(row));
+  }
+  const std::string progress = *common::ReadFile(dir.File("progress.txt"));
+  EXPECT_THAT(progress, HasSubstr("requests ["));
+  EXPECT_THAT(progress, HasSubstr("20/20"));
+  EXPECT_THAT(progress, HasSubstr("acc "));
 }
 
 TEST(SplitInferenceTest, DeviceCliRunsFramesFailsOverAndExportsTelemetry) {

@@ -64,6 +64,9 @@ class EdgeClient {
   // Outcomes of requests as the caller judged them (a late answer is a failure too).
   void ReportSuccess();
   void ReportFailure();
+  // When the edge may be tried again: in the past unless it is backing off or its circuit is
+  // open.
+  [[nodiscard]] Clock::time_point available_at() const;
   // Consecutive failures so far (0 when healthy).
   [[nodiscard]] int consecutive_failures() const;
 
@@ -93,7 +96,7 @@ class EdgeClient {
   bool closing_ = false;
   int consecutive_failures_ = 0;
   Clock::time_point blocked_until_;
-  uint64_t jitter_state_ = 0x9e3779b97f4a7c15ull;
+  uint64_t jitter_state_;  // xorshift, never 0
 };
 
 }  // namespace cleave::device
