@@ -104,6 +104,10 @@ class ResilienceTest : public ::testing::Test {
     return emulator.ok() ? *std::move(emulator) : nullptr;
   }
 
+  static std::string Address(const link_emulator::LinkEmulator& emulator) {
+    return "127.0.0.1:" + std::to_string(emulator.port());
+  }
+
   static std::map<Placement, int> CountPlacements(const std::vector<Result>& results) {
     std::map<Placement, int> counts;
     for (const Result& result : results) ++counts[result.placement];
@@ -169,8 +173,7 @@ TEST_F(ResilienceTest, WithFewerSegmentsAGoneOrLateEdgeGivesADegradedExitAnswer)
   auto late = Delayed(edge, milliseconds(400));  // 800 ms round trips
   ASSERT_NE(late, nullptr);
   const milliseconds deadline(300);
-  for (const std::string& target :
-       {std::string("127.0.0.1:1"), "127.0.0.1:" + std::to_string(late->port())}) {
+  for (const std::string& target : {std::string("127.0.0.1:1"), Address(*late)}) {
     SCOPED_TRACE(target);
     RuntimeOptions options = Offloading({target}, deadline);
     options.device_segments = 1;
@@ -193,8 +196,7 @@ TEST_F(ResilienceTest, APerCallDeadlineOverridesTheRuntimes) {
   ASSERT_TRUE(edge.running()) << edge.Log();
   auto late = Delayed(edge, milliseconds(400));
   ASSERT_NE(late, nullptr);
-  auto runtime =
-      MakeRuntime(Offloading({"127.0.0.1:" + std::to_string(late->port())}, milliseconds(30000)));
+  auto runtime = MakeRuntime(Offloading({Address(*late)}, milliseconds(30000)));
   ASSERT_NE(runtime, nullptr);
   InferOptions call;
   call.deadline = milliseconds(250);
@@ -219,8 +221,7 @@ TEST_F(ResilienceTest, PipelineHoldsAtMostItsBoundInFlightAndDeliversInOrder) {
   ASSERT_TRUE(edge.running()) << edge.Log();
   auto slow = Delayed(edge, milliseconds(150));
   ASSERT_NE(slow, nullptr);
-  auto runtime =
-      MakeRuntime(Offloading({"127.0.0.1:" + std::to_string(slow->port())}, milliseconds(30000)));
+  auto runtime = MakeRuntime(Offloading({Address(*slow)}, milliseconds(30000)));
   ASSERT_NE(runtime, nullptr);
   std::mutex mutex;
   std::vector<uint64_t> delivered;

@@ -40,6 +40,23 @@ class RuntimeTest : public ::testing::Test {
 
   std::string EdgeAddress() const { return "127.0.0.1:" + std::to_string(edge_->port()); }
 
+  // Starts `count` more in-process edges serving `bundles_dir` (kept in more_edges_); returns
+  // their addresses, fewer when one fails to start (which fails the test).
+  std::vector<std::string> StartEdges(int count, const std::string& bundles_dir) {
+    std::vector<std::string> addresses;
+    for (int i = 0; i < count; ++i) {
+      edge_server::EdgeServerOptions options;
+      options.bundles_dir = bundles_dir;
+      options.listen = "127.0.0.1:0";
+      auto server = edge_server::EdgeServer::Start(options);
+      EXPECT_TRUE(server.ok()) << server.status();
+      if (!server.ok()) break;
+      addresses.push_back("127.0.0.1:" + std::to_string((*server)->port()));
+      more_edges_.push_back(*std::move(server));
+    }
+    return addresses;
+  }
+
   // Options that always offload at the bundle's first cut (the adaptive policy would keep
   // this tiny model on the device).
   RuntimeOptions FixedCutOptions(std::vector<std::string> edges) {
@@ -71,6 +88,7 @@ class RuntimeTest : public ::testing::Test {
   torch::jit::Module original_;
   std::string bundle_id_;
   std::unique_ptr<edge_server::EdgeServer> edge_;
+  std::vector<std::unique_ptr<edge_server::EdgeServer>> more_edges_;
 };
 
 TEST_F(RuntimeTest, SplitAcrossARealEdgeEqualsTheUnsplitModel) {
@@ -245,17 +263,8 @@ TEST_F(RuntimeTest, AnEdgeThatRefusesTheRequestIsTriedOnceMoreThenTheDeviceAnswe
       testing::WriteTestBundle(original_, dir_.path(), "other/residual", {"stem"});
   ASSERT_FALSE(other.empty());
   ASSERT_NE(other, bundle_id_);
-  std::vector<std::unique_ptr<edge_server::EdgeServer>> edges;
-  std::vector<std::string> addresses;
-  for (int i = 0; i < 2; ++i) {
-    edge_server::EdgeServerOptions edge;
-    edge.bundles_dir = dir_.File("other");
-    edge.listen = "127.0.0.1:0";
-    auto server = edge_server::EdgeServer::Start(edge);
-    ASSERT_TRUE(server.ok()) << server.status();
-    addresses.push_back("127.0.0.1:" + std::to_string((*server)->port()));
-    edges.push_back(*std::move(server));
-  }
+  const std::vector<std::string> addresses = StartEdges(2, dir_.File("other"));
+  ASSERT_EQ(addresses.size(), 2u);
   RuntimeOptions options = FixedCutOptions(addresses);
   options.deadline = std::chrono::seconds(30);
   options.probe_interval = std::chrono::milliseconds(0);
@@ -287,23 +296,14 @@ TEST_F(RuntimeTest, RoundRobinPutsTheStreamsOfSeveralRuntimesOnSuccessiveAddress
   // One target resolving to two edges. Each runtime holds one stream on the process's shared
   // channel for that target; round_robin opens each new stream on the next ready address, so
   // a few runtimes in turn reach both edges (pick_first would keep to the first).
-  std::vector<std::unique_ptr<edge_server::EdgeServer>> edges;
-  std::vector<std::string> addresses;
-  for (int i = 0; i < 2; ++i) {
-    edge_server::EdgeServerOptions edge;
-    edge.bundles_dir = dir_.File("bundles");
-    edge.listen = "127.0.0.1:0";
-    auto server = edge_server::EdgeServer::Start(edge);
-    ASSERT_TRUE(server.ok()) << server.status();
-    addresses.push_back("127.0.0.1:" + std::to_string((*server)->port()));
-    edges.push_back(*std::move(server));
-  }
+  const std::vector<std::string> addresses = StartEdges(2, dir_.File("bundles"));
+  ASSERT_EQ(addresses.size(), 2u);
   RuntimeOptions options = FixedCutOptions({"ipv4:" + addresses[0] + "," + addresses[1]});
   options.edge_client.load_balancing = "round_robin";
   options.deadline = std::chrono::seconds(30);
   options.probe_interval = std::chrono::milliseconds(0);
   auto served = [&](size_t i) {
-    return absl::StrContains(edges[i]->metrics().RenderPrometheusText(),
+    return absl::StrContains(more_edges_[i]->metrics().RenderPrometheusText(),
                              "cleave_edge_requests_total{");
   };
   for (int i = 0; i < 20 && !(served(0) && served(1)); ++i) {
