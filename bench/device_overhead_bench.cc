@@ -6,6 +6,9 @@
 //
 //   offload  Runtime::Infer at a fixed cut   vs  front segments + EncodeFrame + one write/read
 //            on a bare synchronous gRPC stream to the same edge + DecodeFrame of the answer
+//            (and the same on gRPC's callback API)
+//   policy   Runtime::Infer deciding per request: the estimates gathered and LatencyPolicy's
+//            decision computed, then the same cut taken (so the baselines stay the same)
 //   local    Runtime::Infer, no edge         vs  every segment's plain forward
 //
 // Overhead = the median over rounds of (runtime's median - baseline's median) in that round,
@@ -24,6 +27,7 @@
 #include <condition_variable>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <mutex>
 
 #include "CLI/CLI.hpp"
@@ -37,6 +41,7 @@
 #include "cleave/common/status_macros.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/common/text_table.h"
+#include "cleave/device/offload_policy.h"
 #include "cleave/device/runtime.h"
 #include "cleave/v1/inference.grpc.pb.h"
 
@@ -44,6 +49,22 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
+
+// LatencyPolicy's whole decision, from the estimates the runtime gathers for it, then offload
+// at `segment` whatever it says: on loopback a model this small would stay local, and only the
+// decision's cost is wanted here.
+class DecideThenOffloadPolicy final : public cleave::device::OffloadPolicy {
+ public:
+  explicit DecideThenOffloadPolicy(size_t segment) : segment_(segment) {}
+  cleave::device::PolicyDecision Decide(const cleave::device::PolicyInput& input) const override {
+    const cleave::device::PolicyDecision decided = latency_.Decide(input);
+    return {segment_, decided.predicted_ms};
+  }
+
+ private:
+  const size_t segment_;
+  const cleave::device::LatencyPolicy latency_;
+};
 
 struct BenchOptions {
   std::string bundle, edge, data = cleave::common::kFashionMnistDir;
@@ -211,6 +232,12 @@ absl::Status Run(const BenchOptions& options, json* report) {
   offload_options.probe_interval = std::chrono::milliseconds(0);
   CLEAVE_ASSIGN_OR_RETURN(auto offload_runtime,
                           cleave::device::Runtime::Create(options.bundle, offload_options));
+  cleave::device::RuntimeOptions policy_options = offload_options;
+  policy_options.offload_cut.reset();
+  policy_options.policy = std::make_shared<DecideThenOffloadPolicy>(split);
+  policy_options.probe_interval = cleave::device::RuntimeOptions().probe_interval;
+  CLEAVE_ASSIGN_OR_RETURN(auto policy_runtime,
+                          cleave::device::Runtime::Create(options.bundle, policy_options));
   cleave::device::RuntimeOptions local_options;
   CLEAVE_ASSIGN_OR_RETURN(auto local_runtime,
                           cleave::device::Runtime::Create(options.bundle, local_options));
@@ -248,6 +275,8 @@ absl::Status Run(const BenchOptions& options, json* report) {
           {"bare offload", offload_via(bare)},
           {"bare callback offload", offload_via(bare_callback)},
           {"runtime offload", runtime_call(*offload_runtime, cleave::device::Placement::kEdge)},
+          {"runtime policy offload",
+           runtime_call(*policy_runtime, cleave::device::Placement::kEdge)},
           {"whole forward", whole},
           {"runtime local", runtime_call(*local_runtime, cleave::device::Placement::kDevice)},
       };
@@ -281,6 +310,7 @@ absl::Status Run(const BenchOptions& options, json* report) {
   const double front_us = us["front forward"];
   const double offload_overhead = paired("runtime offload", "bare offload");
   const double own_overhead = paired("runtime offload", "bare callback offload");
+  const double policy_overhead = paired("runtime policy offload", "bare callback offload");
   const double local_overhead = paired("runtime local", "whole forward");
   cleave::common::TextTable table({"path", "median latency (us)", "vs baseline"});
   table.AddRow({"front segments, plain forward", absl::StrFormat("%.1f", front_us), "-"});
@@ -296,6 +326,10 @@ absl::Status Run(const BenchOptions& options, json* report) {
   table.AddRow({"  Runtime::Infer vs bare callback-API offload", "",
                 absl::StrFormat("%+.1f us = %.2f%% of front compute (cleave's own)", own_overhead,
                                 100 * own_overhead / front_us)});
+  table.AddRow({"Runtime::Infer, policy decides each request",
+                absl::StrFormat("%.1f", us["runtime policy offload"]),
+                absl::StrFormat("%+.1f us = %.2f%% of front compute vs bare callback-API",
+                                policy_overhead, 100 * policy_overhead / front_us)});
   table.AddRow(
       {"every segment, plain forward", absl::StrFormat("%.1f", us["whole forward"]), "baseline"});
   table.AddRow({"Runtime::Infer, device only", absl::StrFormat("%.1f", us["runtime local"]),
@@ -314,10 +348,12 @@ absl::Status Run(const BenchOptions& options, json* report) {
   (*report)["round_medians_us"] = medians;
   (*report)["overhead_us"] = {{"offload", offload_overhead},
                               {"offload_vs_callback_baseline", own_overhead},
+                              {"policy_offload_vs_callback_baseline", policy_overhead},
                               {"local", local_overhead}};
   (*report)["overhead_share_of_front_compute"] = {
       {"offload", offload_overhead / front_us},
       {"offload_vs_callback_baseline", own_overhead / front_us},
+      {"policy_offload_vs_callback_baseline", policy_overhead / front_us},
       {"local", local_overhead / front_us}};
   return absl::OkStatus();
 }
