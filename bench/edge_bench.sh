@@ -11,11 +11,13 @@
 #
 #   EDGE_BENCH_MODELS   models to measure (default "reference resnet18")
 #   EDGE_BENCH_LOADS    edge_load_bench --loads (default 1x1,16x1,64x1)
+#   EDGE_BENCH_ZSTD     zstd level of the int8 frames (default 1; 0: plain int8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESULTS="$(mkdir -p "${1:-results/edge}" && cd "${1:-results/edge}" && pwd)"
 MODELS="${EDGE_BENCH_MODELS:-reference resnet18}"
 LOADS="${EDGE_BENCH_LOADS:-1x1,16x1,64x1}"
+ZSTD="${EDGE_BENCH_ZSTD:-1}"
 WORKERS=2          # cleave-edge --workers; the plain forward uses as many threads
 MAX_BATCH_SIZE=32  # the batching edge
 BIN="$PWD/build/bin"
@@ -66,7 +68,7 @@ for model in $MODELS; do
       BUNDLE="$RESULTS/reference/bundles/fashion"
       mkdir -p "$RESULTS/reference"
       build/bin/cleave split "$MODEL" --input-shape 1,1,28,28 --cuts stem -o "$BUNDLE" \
-        --name fashion --codec int8 --zstd-level 1 \
+        --name fashion --codec int8 --zstd-level "$ZSTD" \
         --calibration-data /usr/share/datasets/fashion-mnist > "$RESULTS/reference/split.log"
       measure reference "$BUNDLE" --inputs fashion-mnist --frames 256 --duration-s 5 \
         --warmup-s 1 --forward-s 2
@@ -78,7 +80,7 @@ for model in $MODELS; do
       CUT=layer2  # the end of stage layer2
       BUNDLE="$RESULTS/resnet18/bundles/resnet18"
       build/bin/cleave split "$RESULTS/resnet18/resnet18.pt" --input-shape 1,3,224,224 \
-        --cuts "$CUT" -o "$BUNDLE" --name resnet18 --codec int8 --zstd-level 1 \
+        --cuts "$CUT" -o "$BUNDLE" --name resnet18 --codec int8 --zstd-level "$ZSTD" \
         > "$RESULTS/resnet18/split.log"
       measure resnet18 "$BUNDLE" --inputs random --frames 32 --duration-s 10 --warmup-s 3 \
         --forward-s 4

@@ -23,12 +23,16 @@ cmake --build "$work/example" > "$work/build.log" 2>&1 || { cat "$work/build.log
 "$bin/cleave" split "$work/model.pt" --input-shape 1,1,28,28 --cuts stem,layer2 \
   -o "$work/bundles/fashion/1" > /dev/null
 
-# Device only, then with an edge (and a dead one first in the failover order).
+# Device only, then with an edge (and a dead one first in the failover order), then with the
+# edge alone. On loopback the policy keeps this small model on the device; the first frame's
+# probe shows the installed library reached the real edge over gRPC.
 "$work/example/robot_loop" "$work/bundles/fashion/1" | tee "$work/alone.txt"
 grep -q '^device: 20$' "$work/alone.txt"
 start_edge "$bin" "$work/bundles" "$work"
 "$work/example/robot_loop" "$work/bundles/fashion/1" 127.0.0.1:1 "127.0.0.1:$EDGE_PORT" |
-  tee "$work/edge.txt"
-grep -q 'cleave_device_requests_total' "$work/edge.txt"
+  tee "$work/failover.txt"
+grep -q 'cleave_device_requests_total{placement="device"} 20' "$work/failover.txt"
+"$work/example/robot_loop" "$work/bundles/fashion/1" "127.0.0.1:$EDGE_PORT" | tee "$work/edge.txt"
+grep -q 'cleave_device_probes_total{outcome="ok"} 1' "$work/edge.txt"
 stop_edge
 echo "example project built against the installed package and ran"

@@ -150,6 +150,26 @@ TEST(SplitInferenceTest, DeviceCliRunsFramesFailsOverAndExportsTelemetry) {
                                        "cleave_device_link_rtt_seconds",
                                        "cleave_device_link_bandwidth_bytes_per_second"};
   for (const std::string& family : families) EXPECT_EQ(known.count(family), 1u) << family;
+  // Every label value is a placement, a cut id, an edge target, a probe outcome or a bucket
+  // bound: nothing a tensor value could leak into.
+  const std::set<std::string> words = {
+      "device-exit", "edge", "device",  "device-fallback", "degraded",    "ok",
+      "failed",      "late", "no-edge", "127.0.0.1:1",     edge.address()};
+  int labels = 0;
+  for (const auto& family : telemetry["metrics"]) {
+    for (const auto& sample : family["samples"]) {
+      if (!sample.contains("labels")) continue;
+      for (const auto& [name, value] : sample["labels"].items()) {
+        const std::string text = value.get<std::string>();
+        ++labels;
+        const bool number =
+            !text.empty() && text.find_first_not_of("0123456789.e+-Inf") == std::string::npos;
+        EXPECT_TRUE(words.count(text) == 1 || number)
+            << family["name"] << " label " << name << "=" << text;
+      }
+    }
+  }
+  EXPECT_GT(labels, 0);
   EXPECT_EQ(families.count("cleave_device_offloads_total"), 1u);
   EXPECT_EQ(families.count("cleave_device_request_seconds"), 1u);
   const std::string prometheus = *common::ReadFile(dir.File("telemetry.prom"));
