@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "cleave/common/status_macros.h"
 
 namespace cleave::common {
 namespace {
@@ -52,7 +53,11 @@ absl::StatusOr<at::Tensor> DecodeFrame(absl::string_view frame, const DecodeLimi
   for (const auto& [frame_dtype, candidate] : kDtypes) {
     if (frame_dtype == parsed->dtype) scalar_type = candidate;
   }
-  at::Tensor tensor = at::empty(parsed->shape, at::TensorOptions().dtype(scalar_type));
+  // A frame within the limits may still be more than this machine can allocate.
+  CLEAVE_ASSIGN_OR_RETURN(
+      at::Tensor tensor,
+      GuardTorch(absl::StatusCode::kResourceExhausted, "allocating the decoded tensor",
+                 [&] { return at::empty(parsed->shape, at::TensorOptions().dtype(scalar_type)); }));
   if (parsed->elements > 0) {
     if (absl::Status status = DecodePayload(*parsed, tensor.data_ptr()); !status.ok()) {
       return status;

@@ -4,6 +4,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include <chrono>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <random>
@@ -11,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace cleave::device {
@@ -152,14 +154,39 @@ std::shared_ptr<grpc::Channel> SharedChannel(const std::string& target,
   return channel;
 }
 
+constexpr absl::string_view kRefusalPayload = "type.cleave.dev/edge_client.refused";
+
+absl::Status Refusal(absl::Status status) {
+  status.SetPayload(kRefusalPayload, absl::Cord("1"));
+  return status;
+}
+
+// Per-client jitter seed. std::random_device may have no entropy source on a small device (and
+// throw): the clock and the client's address then differ between clients well enough.
+uint64_t JitterSeed(const void* client) {
+  uint64_t seed = 0;
+  try {
+    std::random_device device;
+    seed = uint64_t{device()} << 32 | device();
+  } catch (const std::exception&) {
+    seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+           reinterpret_cast<uintptr_t>(client);
+  }
+  return seed | 1;  // xorshift never leaves 0
+}
+
 }  // namespace
+
+bool EdgeClient::IsRefusal(const absl::Status& status) {
+  return status.GetPayload(kRefusalPayload).has_value();
+}
 
 EdgeClient::EdgeClient(const std::string& target, EdgeClientOptions options)
     : target_(target),
       options_(std::move(options)),
       channel_(SharedChannel(target, options_)),
       stub_(v1::Inference::NewStub(channel_)),
-      jitter_state_((uint64_t{std::random_device()()} << 32 | std::random_device()()) | 1) {}
+      jitter_state_(JitterSeed(this)) {}
 
 bool EdgeClient::Available() const { return Clock::now() >= available_at(); }
 
@@ -214,7 +241,7 @@ void EdgeClient::Send(v1::InferRequest request, Callback done) {
   // again.
   if (closing_) {
     lock.unlock();
-    done(absl::CancelledError("edge client is shutting down"));
+    done(Refusal(absl::CancelledError("edge client is shutting down")));
     return;
   }
   if (const Clock::time_point now = Clock::now(); now < blocked_until_) {
@@ -224,7 +251,7 @@ void EdgeClient::Send(v1::InferRequest request, Callback done) {
                      consecutive_failures_, " consecutive failures",
                      consecutive_failures_ >= options_.failure_threshold ? " (circuit open)" : ""));
     lock.unlock();
-    done(std::move(refused));
+    done(Refusal(std::move(refused)));
     return;
   }
   if (current_ == nullptr) {

@@ -707,13 +707,16 @@ void Runtime::OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index, Clock:
       call->result.edge = edge.target();
       edge.ReportSuccess();
       // Learn from the round trip once the caller has its answer: the next request may
-      // decide on estimates one answer old.
+      // decide on estimates one answer old. (A synchronous Infer's own thread runs this: it
+      // learns just before it returns, a few microseconds.)
       const size_t split = call->split;
       return Complete(call, std::move(call->result), [&] { Learn(split, trip); });
     }
   }
-  edge.ReportFailure();
-  Count(instruments_->edge_failures, {edge.target()});
+  if (!EdgeClient::IsRefusal(status)) {  // a refusal: the edge began backing off meanwhile
+    edge.ReportFailure();
+    Count(instruments_->edge_failures, {edge.target()});
+  }
   // One retry, on the next available edge (or this one again after a new stream), when time
   // allows; then the device answers.
   if (!call->retried && MillisUntil(call->deadline) > 0) {
@@ -867,7 +870,7 @@ void Runtime::MaybeProbe(const Call& call) {
       const RoundTrip trip = MeasureRoundTrip(attempt->sent, frame_bytes, *response);
       edge.ReportSuccess();
       Learn(segment, trip);
-    } else {
+    } else if (!EdgeClient::IsRefusal(response.status())) {
       edge.ReportFailure();
     }
     finish(ok ? "ok" : "failed");

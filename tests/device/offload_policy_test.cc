@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -192,6 +193,7 @@ TEST(EdgeClientTest, BacksOffThenOpensTheCircuitAndASuccessClosesIt) {
   const absl::StatusOr<v1::InferResponse> response = answer.get_future().get();
   EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(response.status().message()), HasSubstr("circuit open"));
+  EXPECT_TRUE(EdgeClient::IsRefusal(response.status()));
   client.ReportSuccess();
   EXPECT_TRUE(client.Available());
   EXPECT_EQ(client.consecutive_failures(), 0);
@@ -239,25 +241,35 @@ TEST(EdgeClientTest, ARefusedRequestsCallbackMayReportTheFailureAndSendAgain) {
   // The callback of a request refused during backoff runs without the client's lock held, as
   // the runtime's does: it reports the failure and may send again. Run on another thread so a
   // deadlock fails the test instead of hanging it.
-  auto client = std::make_shared<EdgeClient>("127.0.0.1:1");
+  EdgeClientOptions options;
+  options.min_backoff = std::chrono::minutes(1);  // refused for the whole test
+  options.max_backoff = std::chrono::minutes(1);
+  auto client = std::make_shared<EdgeClient>("127.0.0.1:1", options);
   client->ReportFailure();
-  auto finished = std::make_shared<std::promise<std::string>>();
+  using Statuses = std::pair<absl::Status, absl::Status>;
+  auto finished = std::make_shared<std::promise<Statuses>>();
   std::thread([client, finished] {
     client->Send(v1::InferRequest(), [client, finished](absl::StatusOr<v1::InferResponse> first) {
       client->ReportFailure();
       client->Send(v1::InferRequest(), [finished, first](absl::StatusOr<v1::InferResponse> second) {
-        finished->set_value(
-            absl::StrCat(first.status().ToString(), " | ", second.status().ToString()));
+        finished->set_value({first.status(), second.status()});
       });
     });
   }).detach();
-  std::future<std::string> outcome = finished->get_future();
+  std::future<Statuses> outcome = finished->get_future();
   if (outcome.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
     ADD_FAILURE() << "EdgeClient::Send deadlocked in its own callback";
     std::abort();  // the stuck thread holds the client's lock: nothing else can finish
   }
-  EXPECT_THAT(outcome.get(), HasSubstr("UNAVAILABLE: edge 127.0.0.1:1 skipped for"));
+  const auto [first, second] = outcome.get();
+  for (const absl::Status& status : {first, second}) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("edge 127.0.0.1:1 skipped for"));
+    EXPECT_TRUE(EdgeClient::IsRefusal(status)) << status;
+  }
   EXPECT_EQ(client->consecutive_failures(), 2);
+  // A failure the edge caused is no refusal.
+  EXPECT_FALSE(EdgeClient::IsRefusal(absl::UnavailableError("edge 127.0.0.1:1 unavailable")));
 }
 
 }  // namespace

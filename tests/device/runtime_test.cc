@@ -257,8 +257,8 @@ TEST_F(RuntimeTest, UnreachableEdgeFallsBackToTheDeviceWithinTheDeadline) {
 
 TEST_F(RuntimeTest, AnEdgeThatRefusesTheRequestIsTriedOnceMoreThenTheDeviceAnswers) {
   // Two edges serving only another bundle answer NOT_FOUND. Infer's caller thread, which
-  // receives the edge's answers to decode them, tries the second edge once and then finishes
-  // on the device.
+  // receives the edge's answers to decode them, sees the refusal and has the request tried
+  // once more on the second edge; after its refusal too, the device finishes the request.
   const std::string other =
       testing::WriteTestBundle(original_, dir_.path(), "other/residual", {"stem"});
   ASSERT_FALSE(other.empty());

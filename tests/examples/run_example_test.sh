@@ -31,8 +31,10 @@ grep -q '^device: 20$' "$work/alone.txt"
 start_edge "$bin" "$work/bundles" "$work"
 "$work/example/robot_loop" "$work/bundles/fashion/1" 127.0.0.1:1 "127.0.0.1:$EDGE_PORT" |
   tee "$work/failover.txt"
-grep -q 'cleave_device_requests_total{placement="device"} 20' "$work/failover.txt"
+# Every frame answered (wherever the policy put it) ...
+awk '/^cleave_device_requests_total/ { n += $NF } END { exit n != 20 }' "$work/failover.txt"
 "$work/example/robot_loop" "$work/bundles/fashion/1" "127.0.0.1:$EDGE_PORT" | tee "$work/edge.txt"
-grep -q 'cleave_device_probes_total{outcome="ok"} 1' "$work/edge.txt"
+# ... and a probe (or, on a slow machine, more) answered by the live edge.
+grep -Eq 'cleave_device_probes_total\{outcome="ok"\} [1-9]' "$work/edge.txt"
 stop_edge
 echo "example project built against the installed package and ran"

@@ -53,8 +53,14 @@ class EdgeClient {
 
   // Sends `request` and calls `done` exactly once: with the edge's response (which may carry
   // a non-OK status_code), or UNAVAILABLE if the stream breaks first. `done` runs on a gRPC
-  // thread and must not block.
+  // thread and must not block. A request refused without being sent (the edge is backing
+  // off or its circuit is open, or the client is closing) gets its status at once, on the
+  // calling thread and without any lock held, so `done` may report or send again.
   void Send(v1::InferRequest request, Callback done);
+
+  // Whether `status` is Send's refusal of a request it never sent: that says nothing new about
+  // the edge, so it is no failure to report.
+  [[nodiscard]] static bool IsRefusal(const absl::Status& status);
 
   // Forgets request `request_id`: its callback will not be called (the caller gave up on it).
   void Abandon(uint64_t request_id);
