@@ -92,21 +92,26 @@ class ResilienceTest : public ::testing::Test {
     return ordered;
   }
 
-  // A link emulator in front of `edge` adding `delay` each way; nullptr (and a failure) when it
-  // cannot start.
-  static std::unique_ptr<link_emulator::LinkEmulator> Delayed(const testing::EdgeProcess& edge,
-                                                              milliseconds delay) {
-    link_emulator::LinkEmulatorOptions link;
-    link.upstream = edge.address();
-    link.upstream_shape.delay = delay;
-    auto emulator = link_emulator::LinkEmulator::Start(link);
-    EXPECT_TRUE(emulator.ok()) << emulator.status();
-    return emulator.ok() ? *std::move(emulator) : nullptr;
-  }
+  // A cleave-edge process serving `bundles_dir` behind a link emulator that delays each way
+  // by `delay`; the runtime connects to address(). running() is false (and the test has
+  // failed) when either cannot start.
+  struct DelayedEdge {
+    DelayedEdge(const std::string& bundles_dir, milliseconds delay) : edge(bundles_dir) {
+      EXPECT_TRUE(edge.running()) << edge.Log();
+      if (!edge.running()) return;
+      link_emulator::LinkEmulatorOptions options;
+      options.upstream = edge.address();
+      options.upstream_shape.delay = delay;
+      auto started = link_emulator::LinkEmulator::Start(options);
+      EXPECT_TRUE(started.ok()) << started.status();
+      if (started.ok()) link = *std::move(started);
+    }
+    bool running() const { return link != nullptr; }
+    std::string address() const { return "127.0.0.1:" + std::to_string(link->port()); }
 
-  static std::string Address(const link_emulator::LinkEmulator& emulator) {
-    return "127.0.0.1:" + std::to_string(emulator.port());
-  }
+    testing::EdgeProcess edge;
+    std::unique_ptr<link_emulator::LinkEmulator> link;
+  };
 
   static std::map<Placement, int> CountPlacements(const std::vector<Result>& results) {
     std::map<Placement, int> counts;
@@ -144,16 +149,10 @@ TEST_F(ResilienceTest, EdgeKilledMidRunEveryRequestStillGetsExactlyOneAnswer) {
 }
 
 TEST_F(ResilienceTest, EdgeSlowerThanTheDeadlineIsAnsweredOnTheDeviceInTime) {
-  testing::EdgeProcess edge(dir_.File("bundles"));
-  ASSERT_TRUE(edge.running()) << edge.Log();
-  link_emulator::LinkEmulatorOptions link;
-  link.upstream = edge.address();
-  link.upstream_shape.delay = milliseconds(400);  // each way: 800 ms round trips
-  auto emulator = link_emulator::LinkEmulator::Start(link);
-  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  DelayedEdge late(dir_.File("bundles"), milliseconds(400));  // 800 ms round trips
+  ASSERT_TRUE(late.running());
   const milliseconds deadline(250);
-  auto runtime =
-      MakeRuntime(Offloading({"127.0.0.1:" + std::to_string((*emulator)->port())}, deadline));
+  auto runtime = MakeRuntime(Offloading({late.address()}, deadline));
   ASSERT_NE(runtime, nullptr);
   const auto results = RunAll(*runtime, 12, 2, deadline);
   ASSERT_EQ(results.size(), 12u);
@@ -168,12 +167,10 @@ TEST_F(ResilienceTest, WithFewerSegmentsAGoneOrLateEdgeGivesADegradedExitAnswer)
   // the edge is gone or late it cannot finish, so it answers with its exit head, marked
   // degraded, by the deadline.
   testing::AddUntrainedExit(bundle_dir_, /*threshold=*/1.0);
-  testing::EdgeProcess edge(dir_.File("bundles"));
-  ASSERT_TRUE(edge.running()) << edge.Log();
-  auto late = Delayed(edge, milliseconds(400));  // 800 ms round trips
-  ASSERT_NE(late, nullptr);
+  DelayedEdge late(dir_.File("bundles"), milliseconds(400));  // 800 ms round trips
+  ASSERT_TRUE(late.running());
   const milliseconds deadline(300);
-  for (const std::string& target : {std::string("127.0.0.1:1"), Address(*late)}) {
+  for (const std::string& target : {std::string("127.0.0.1:1"), late.address()}) {
     SCOPED_TRACE(target);
     RuntimeOptions options = Offloading({target}, deadline);
     options.device_segments = 1;
@@ -192,11 +189,9 @@ TEST_F(ResilienceTest, WithFewerSegmentsAGoneOrLateEdgeGivesADegradedExitAnswer)
 
 TEST_F(ResilienceTest, APerCallDeadlineOverridesTheRuntimes) {
   // The runtime would wait 30 s for this edge's 800 ms round trip; the call allows 250 ms.
-  testing::EdgeProcess edge(dir_.File("bundles"));
-  ASSERT_TRUE(edge.running()) << edge.Log();
-  auto late = Delayed(edge, milliseconds(400));
-  ASSERT_NE(late, nullptr);
-  auto runtime = MakeRuntime(Offloading({Address(*late)}, milliseconds(30000)));
+  DelayedEdge late(dir_.File("bundles"), milliseconds(400));
+  ASSERT_TRUE(late.running());
+  auto runtime = MakeRuntime(Offloading({late.address()}, milliseconds(30000)));
   ASSERT_NE(runtime, nullptr);
   InferOptions call;
   call.deadline = milliseconds(250);
@@ -217,11 +212,9 @@ TEST_F(ResilienceTest, APerCallDeadlineOverridesTheRuntimes) {
 TEST_F(ResilienceTest, PipelineHoldsAtMostItsBoundInFlightAndDeliversInOrder) {
   // Every frame spends a 300 ms round trip on the link: frames overlap up to the bound, a
   // frame that finds no slot in time is refused, and results come out in submission order.
-  testing::EdgeProcess edge(dir_.File("bundles"));
-  ASSERT_TRUE(edge.running()) << edge.Log();
-  auto slow = Delayed(edge, milliseconds(150));
-  ASSERT_NE(slow, nullptr);
-  auto runtime = MakeRuntime(Offloading({Address(*slow)}, milliseconds(30000)));
+  DelayedEdge slow(dir_.File("bundles"), milliseconds(150));
+  ASSERT_TRUE(slow.running());
+  auto runtime = MakeRuntime(Offloading({slow.address()}, milliseconds(30000)));
   ASSERT_NE(runtime, nullptr);
   std::mutex mutex;
   std::vector<uint64_t> delivered;
