@@ -1,6 +1,7 @@
 #include "cleave/common/bundle.h"
 
 #include <filesystem>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "cleave/common/files.h"
@@ -68,6 +69,7 @@ absl::StatusOr<std::shared_ptr<const Bundle>> Bundle::Load(const std::string& di
     bundle->exit_heads_.emplace(exit.cut_id, std::move(head));
   }
   bundle->manifest_ = std::move(manifest);
+  if (options.measure_forward_memory) CLEAVE_RETURN_IF_ERROR(bundle->MeasureForwardMemory());
   return std::shared_ptr<const Bundle>(std::move(bundle));
 }
 
@@ -80,25 +82,106 @@ absl::StatusOr<size_t> Bundle::SegmentStartingAt(int cut_id) const {
       "): it resumes from cuts ", manifest_.DescribeResumableCuts()));
 }
 
-absl::Status Bundle::CheckActivation(int cut_id, const at::Tensor& activation) const {
+absl::Status Bundle::CheckActivation(int cut_id, const TensorSpec& declared,
+                                     int64_t max_batch) const {
   CLEAVE_ASSIGN_OR_RETURN(size_t index, SegmentStartingAt(cut_id));
   const std::vector<TensorSpec>& inputs = manifest_.segments[index].inputs;
   if (inputs.size() != 1) {
     return absl::InvalidArgumentError(absl::StrCat("cut ", cut_id, " takes ", inputs.size(),
                                                    " inputs; a request carries one tensor"));
   }
-  const TensorSpec& expected = inputs[0];
-  const Shape actual(activation.sizes().begin(), activation.sizes().end());
-  bool fits = activation.scalar_type() == expected.dtype && actual.size() == expected.shape.size();
-  for (size_t d = 1; fits && d < actual.size(); ++d) fits = actual[d] == expected.shape[d];
-  if (fits) return absl::OkStatus();
-  Shape wanted = expected.shape;
-  std::string batch_note;
-  if (!wanted.empty()) batch_note = " (dimension 0, the batch, may differ)";
-  return absl::InvalidArgumentError(
-      absl::StrCat("activation for cut ", cut_id, " is ", DtypeName(activation.scalar_type()), " ",
-                   FormatShape(actual), "; bundle expects ", DtypeName(expected.dtype), " ",
-                   FormatShape(wanted), batch_note));
+  // The message is prefixed only on failure: this runs for every request an edge admits.
+  absl::Status fits = CheckBatchedTensor("activation", declared, inputs[0], 1, max_batch);
+  if (fits.ok()) return fits;
+  return absl::InvalidArgumentError(absl::StrCat("cut ", cut_id, ": ", fits.message()));
+}
+
+absl::Status Bundle::CheckActivation(int cut_id, const at::Tensor& activation) const {
+  const TensorSpec actual{Shape(activation.sizes().begin(), activation.sizes().end()),
+                          activation.scalar_type()};
+  return CheckActivation(cut_id, actual, std::numeric_limits<int64_t>::max());
+}
+
+int64_t Bundle::OutputBytes(int64_t batch) const {
+  const int64_t sample_batch = SampleBatch();
+  int64_t bytes = 0;
+  for (const TensorSpec& output : manifest_.segments.back().outputs) {
+    int64_t elements = NumElements(output.shape);
+    if (!output.shape.empty() && output.shape[0] == sample_batch) {
+      elements = elements / sample_batch * batch;
+    }
+    bytes += elements * static_cast<int64_t>(c10::elementSize(output.dtype));
+  }
+  return bytes;
+}
+
+int64_t Bundle::SampleBatch() const {
+  if (manifest_.inputs.empty() || manifest_.inputs[0].shape.empty()) return 1;
+  return std::max<int64_t>(1, manifest_.inputs[0].shape[0]);
+}
+
+std::vector<TensorSpec> Bundle::OutputsFor(int64_t batch) const {
+  const int64_t sample_batch = SampleBatch();
+  std::vector<TensorSpec> outputs = manifest_.segments.back().outputs;
+  for (TensorSpec& output : outputs) {
+    if (!output.shape.empty() && output.shape[0] == sample_batch) output.shape[0] = batch;
+  }
+  return outputs;
+}
+
+absl::Status Bundle::MeasureForwardMemory() {
+  if (segments_.size() != manifest_.segments.size()) {
+    return absl::FailedPreconditionError("measuring forward memory needs every segment loaded");
+  }
+  if (manifest_.verification.inputs.empty()) return absl::OkStatus();  // nothing to run
+  CLEAVE_ASSIGN_OR_RETURN(std::vector<at::Tensor> inputs,
+                          ReadFrames(dir_, manifest_.verification.inputs));
+  std::vector<c10::IValue> values(inputs.begin(), inputs.end());
+  const size_t last = segments_.size() - 1;
+  for (size_t s = 0; s < segments_.size(); ++s) {
+    if (values.size() == 1 && values[0].isTensor() && values[0].toTensor().dim() > 0) {
+      // The sample at its batch and at twice it, twice over: the first runs of a TorchScript
+      // graph profile it and allocate differently, so the later pair is what serving sees.
+      const at::Tensor sample = values[0].toTensor();
+      const at::Tensor doubled = at::cat({sample, sample}, 0);
+      int64_t peak[2] = {0, 0};
+      for (int round = 0; round < 4; ++round) {
+        absl::Status run;
+        const int64_t bytes = PeakTensorBytes(
+            [&] { run = RunSegments(s, last, {round % 2 == 0 ? sample : doubled}).status(); });
+        CLEAVE_RETURN_IF_ERROR(run);
+        peak[round % 2] = bytes;
+      }
+      ForwardMemory& memory = forward_memory_[manifest_.segments[s].begin_cut];
+      memory.per_sample = std::max<int64_t>(0, (peak[1] - peak[0]) / sample.size(0));
+      memory.fixed = std::max<int64_t>(0, peak[0] - memory.per_sample * sample.size(0));
+    }
+    CLEAVE_ASSIGN_OR_RETURN(c10::IValue next, RunSegments(s, s, values));
+    values = {std::move(next)};
+  }
+  return absl::OkStatus();
+}
+
+int64_t Bundle::ForwardBytes(int cut_id, int64_t batch) const {
+  auto measured = forward_memory_.find(cut_id);
+  if (measured == forward_memory_.end()) return 2 * LargestActivationBytes(cut_id, batch);
+  return measured->second.fixed + measured->second.per_sample * batch;
+}
+
+int64_t Bundle::LargestActivationBytes(int cut_id, int64_t batch) const {
+  int64_t largest = 0;
+  bool reached = cut_id == kInputCutId;
+  if (reached) {
+    for (const TensorSpec& input : manifest_.inputs) {
+      largest = std::max<int64_t>(
+          largest, NumElements(input.shape) * static_cast<int64_t>(c10::elementSize(input.dtype)));
+    }
+  }
+  for (const CutInfo& cut : manifest_.cuts) {
+    reached = reached || cut.id == cut_id;
+    if (reached) largest = std::max(largest, cut.bytes);
+  }
+  return largest / SampleBatch() * batch;
 }
 
 absl::StatusOr<c10::IValue> Bundle::RunSegments(size_t first, size_t last,

@@ -455,7 +455,7 @@ absl::StatusOr<std::string> EncodeFrameBytes(const TensorView& view, const Codec
   return frame;
 }
 
-absl::StatusOr<ParsedFrame> ParseFrame(absl::string_view frame, const DecodeLimits& limits) {
+absl::StatusOr<ParsedFrame> ParseFrameHeader(absl::string_view frame, const DecodeLimits& limits) {
   if (frame.size() < kFixedHeaderBytes) {
     return FrameError(absl::StrCat("truncated header: ", frame.size(), " bytes, need at least ",
                                    kFixedHeaderBytes));
@@ -501,9 +501,6 @@ absl::StatusOr<ParsedFrame> ParseFrame(absl::string_view frame, const DecodeLimi
   if (payload_bytes != frame.size() - prefix) {
     return FrameError(absl::StrCat("payload size mismatch: header says ", payload_bytes,
                                    " bytes, frame carries ", frame.size() - prefix));
-  }
-  if (Get<uint32_t>(frame, kChecksumOffset) != FrameChecksum(frame)) {
-    return FrameError("checksum mismatch: frame corrupted");
   }
   parsed.elements = 1;
   for (size_t i = 0; i < rank; ++i) {
@@ -561,6 +558,14 @@ absl::StatusOr<ParsedFrame> ParseFrame(absl::string_view frame, const DecodeLimi
   if (parsed.zstd && ZSTD_getFrameContentSize(parsed.payload.data(), parsed.payload.size()) !=
                          parsed.symbol_bytes) {
     return FrameError("zstd payload does not declare the size the header gives");
+  }
+  return parsed;
+}
+
+absl::StatusOr<ParsedFrame> ParseFrame(absl::string_view frame, const DecodeLimits& limits) {
+  auto parsed = ParseFrameHeader(frame, limits);
+  if (parsed.ok() && Get<uint32_t>(frame, kChecksumOffset) != FrameChecksum(frame)) {
+    return FrameError("checksum mismatch: frame corrupted");
   }
   return parsed;
 }

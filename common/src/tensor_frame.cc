@@ -24,6 +24,13 @@ constexpr std::array<std::pair<FrameDtype, c10::ScalarType>, 10> kDtypes = {{
     {FrameDtype::kBool, c10::ScalarType::Bool},
 }};
 
+c10::ScalarType ScalarTypeOf(FrameDtype dtype) {
+  for (const auto& [frame_dtype, scalar_type] : kDtypes) {
+    if (frame_dtype == dtype) return scalar_type;
+  }
+  return c10::ScalarType::Undefined;  // ParseFrameHeader admits only the dtypes above
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> EncodeFrame(const at::Tensor& tensor, const CodecSpec& spec) {
@@ -46,13 +53,14 @@ absl::StatusOr<std::string> EncodeFrame(const at::Tensor& tensor, const CodecSpe
   return EncodeFrameBytes(view, spec);
 }
 
+TensorSpec DeclaredTensor(const ParsedFrame& frame) {
+  return TensorSpec{frame.shape, ScalarTypeOf(frame.dtype)};
+}
+
 absl::StatusOr<at::Tensor> DecodeFrame(absl::string_view frame, const DecodeLimits& limits) {
   auto parsed = ParseFrame(frame, limits);
   if (!parsed.ok()) return parsed.status();
-  c10::ScalarType scalar_type = c10::ScalarType::Undefined;
-  for (const auto& [frame_dtype, candidate] : kDtypes) {
-    if (frame_dtype == parsed->dtype) scalar_type = candidate;
-  }
+  const c10::ScalarType scalar_type = ScalarTypeOf(parsed->dtype);
   // A frame within the limits may still be more than this machine can allocate.
   CLEAVE_ASSIGN_OR_RETURN(
       at::Tensor tensor,

@@ -1,6 +1,7 @@
 #include "cleave/common/tensor_spec.h"
 
 #include <array>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -76,6 +77,47 @@ std::string DtypeName(c10::ScalarType dtype) {
     if (candidate == dtype) return known;
   }
   return c10::toString(dtype);
+}
+
+absl::Status CheckBatchedTensor(absl::string_view what, const TensorSpec& actual,
+                                const TensorSpec& expected, int64_t min_batch, int64_t max_batch) {
+  const bool batched = !expected.shape.empty();
+  std::string problem;
+  if (actual.dtype != expected.dtype) {
+    problem =
+        absl::StrCat("dtype ", DtypeName(actual.dtype), " is not ", DtypeName(expected.dtype));
+  } else if (actual.shape.size() != expected.shape.size()) {
+    problem = absl::StrCat("rank ", actual.shape.size(), " is not ", expected.shape.size());
+  } else if (batched && (actual.shape[0] < min_batch || actual.shape[0] > max_batch)) {
+    problem = min_batch == max_batch ? absl::StrCat("dimension 0 (the batch) is ", actual.shape[0],
+                                                    ", not ", min_batch)
+                                     : absl::StrCat("dimension 0 (the batch) is ", actual.shape[0],
+                                                    ", outside ", min_batch, "..", max_batch);
+  } else {
+    for (size_t d = batched ? 1 : 0; d < actual.shape.size() && problem.empty(); ++d) {
+      if (actual.shape[d] != expected.shape[d]) {
+        problem =
+            absl::StrCat("dimension ", d, " is ", actual.shape[d], ", not ", expected.shape[d]);
+      }
+    }
+  }
+  if (problem.empty()) return absl::OkStatus();
+  std::string wanted = DtypeName(expected.dtype) + " ";
+  if (batched) {
+    Shape rest(expected.shape.begin() + 1, expected.shape.end());
+    wanted += min_batch == max_batch ? absl::StrCat(min_batch) : "B";
+    if (!rest.empty()) wanted += "x" + FormatShape(rest);
+    if (max_batch == std::numeric_limits<int64_t>::max()) {
+      absl::StrAppend(&wanted, " with any batch B >= ", min_batch);
+    } else if (min_batch != max_batch) {
+      absl::StrAppend(&wanted, " with B from ", min_batch, " to ", max_batch);
+    }
+  } else {
+    wanted += FormatShape(expected.shape);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(what, " is ", DtypeName(actual.dtype), " ",
+                                                 FormatShape(actual.shape), ": ", problem,
+                                                 "; the bundle expects ", wanted));
 }
 
 }  // namespace cleave::common

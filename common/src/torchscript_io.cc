@@ -1,6 +1,11 @@
 #include "cleave/common/torchscript_io.h"
 
+#include <c10/core/Allocator.h>
+#include <c10/util/ThreadLocalDebugInfo.h>
+
+#include <algorithm>
 #include <filesystem>
+#include <memory>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -74,6 +79,35 @@ absl::Status FlattenTensors(const c10::IValue& value, std::vector<at::Tensor>* t
         absl::StrCat("model output of type ", value.tagKind(), " has no tensor form"));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+// Receives this thread's allocations and frees (negative sizes) while installed.
+class PeakMeter final : public c10::MemoryReportingInfoBase {
+ public:
+  void reportMemoryUsage(void* /*ptr*/, int64_t bytes, int64_t /*total_allocated*/,
+                         int64_t /*total_reserved*/, c10::Device /*device*/) override {
+    live_ += bytes;
+    peak_ = std::max(peak_, live_);
+  }
+  bool memoryProfilingEnabled() const override { return true; }
+  int64_t peak() const { return peak_; }
+
+ private:
+  int64_t live_ = 0;
+  int64_t peak_ = 0;
+};
+
+}  // namespace
+
+int64_t PeakTensorBytes(const std::function<void()>& work) {
+  auto meter = std::make_shared<PeakMeter>();
+  {
+    c10::DebugInfoGuard guard(c10::DebugInfoKind::PROFILER_STATE, meter);
+    work();
+  }
+  return meter->peak();
 }
 
 }  // namespace cleave::common

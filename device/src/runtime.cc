@@ -110,6 +110,32 @@ double GuessFrameBytes(double elements, const common::CodecSpec& spec) {
   return 64.0 + elements * per_element * (spec.zstd_level != 0 ? 0.6 : 1.0);
 }
 
+// Decodes an edge's outputs, accepting only what the bundle declares for a request of `batch`
+// samples: their number, dtypes and shapes are checked on the frames' headers before anything
+// is decoded, so an edge cannot make the device allocate more than the model's answer.
+absl::StatusOr<std::vector<at::Tensor>> DecodeOutputs(
+    const common::Bundle& bundle, int64_t batch,
+    const google::protobuf::RepeatedPtrField<std::string>& frames) {
+  const std::vector<common::TensorSpec> expected = bundle.OutputsFor(batch);
+  if (static_cast<size_t>(frames.size()) != expected.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(frames.size(), " outputs; the bundle declares ", expected.size()));
+  }
+  std::vector<at::Tensor> outputs;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    auto header = common::ParseFrameHeader(frames[static_cast<int>(i)]);
+    if (!header.ok()) return header.status();
+    if (absl::Status fits = common::CheckBatchedTensor("output", common::DeclaredTensor(*header),
+                                                       expected[i], batch, batch);
+        !fits.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("output ", i, ": ", fits.message()));
+    }
+    CLEAVE_ASSIGN_OR_RETURN(at::Tensor tensor, common::DecodeFrame(frames[static_cast<int>(i)]));
+    outputs.push_back(std::move(tensor));
+  }
+  return outputs;
+}
+
 }  // namespace
 
 const char* PlacementName(Placement placement) {
@@ -685,24 +711,20 @@ void Runtime::OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index, Clock:
                           absl::StrCat("edge ", edge.target(), ": ", response->status_message()));
   }
   if (status.ok()) {
-    std::vector<at::Tensor> outputs;
-    for (const std::string& bytes : response->outputs()) {
-      auto tensor = common::DecodeFrame(bytes);
-      if (!tensor.ok()) {
-        status = absl::DataLossError(absl::StrCat(
-            "edge ", edge.target(), " returned a bad frame: ", tensor.status().message()));
-        break;
-      }
-      outputs.push_back(*std::move(tensor));
-    }
-    if (status.ok()) {
+    const at::Tensor& sent_activation = call->value.toTensor();
+    auto outputs = DecodeOutputs(*bundle_, sent_activation.dim() > 0 ? sent_activation.size(0) : 1,
+                                 response->outputs());
+    if (!outputs.ok()) {
+      status = absl::DataLossError(absl::StrCat(
+          "edge ", edge.target(), " returned a bad answer: ", outputs.status().message()));
+    } else {
       const RoundTrip trip =
           MeasureRoundTrip(sent, static_cast<double>(call->frame.size()), *response);
       Timings& timings = call->result.timings;
       timings.edge_queue_ms = trip.edge_queue_ms;
       timings.edge_compute_ms = trip.edge_compute_ms;
       timings.network_ms = trip.network_ms;
-      call->result.outputs = std::move(outputs);
+      call->result.outputs = *std::move(outputs);
       call->result.placement = Placement::kEdge;
       call->result.edge = edge.target();
       edge.ReportSuccess();

@@ -52,6 +52,29 @@ absl::StatusOr<std::unique_ptr<EdgeMetrics>> EdgeMetrics::Create(
   CLEAVE_ASSIGN_OR_RETURN(
       metrics->loaded_bundles_,
       registry->AddGauge("cleave_edge_loaded_bundles", "Bundles currently served."));
+  CLEAVE_ASSIGN_OR_RETURN(metrics->refusals_,
+                          registry->AddCounter("cleave_edge_admission_refusals_total",
+                                               "Requests refused at admission, by the limit they "
+                                               "met: memory_budget, peer_cap or queue_full.",
+                                               {"reason"}));
+  const struct {
+    const char* name;
+    const char* help;
+    common::Gauge** child;
+  } gauges[] = {
+      {"cleave_edge_inflight_bytes",
+       "Bytes charged to requests in flight (frames, decoded activations, outputs).",
+       &metrics->inflight_bytes_},
+      {"cleave_edge_inflight_requests", "Requests admitted and not yet answered.",
+       &metrics->inflight_requests_},
+      {"cleave_edge_inflight_budget_bytes", "The budget for bytes in flight (max_inflight_mb).",
+       &metrics->inflight_budget_},
+  };
+  for (const auto& gauge : gauges) {
+    CLEAVE_ASSIGN_OR_RETURN(common::GaugeFamily * family,
+                            registry->AddGauge(gauge.name, gauge.help));
+    CLEAVE_ASSIGN_OR_RETURN(*gauge.child, family->WithLabels({}));
+  }
   return metrics;
 }
 
@@ -78,6 +101,19 @@ void EdgeMetrics::RecordBytes(const std::string& model, double frame_bytes, doub
 
 void EdgeMetrics::SetLoadedBundles(int count) {
   WithChild(loaded_bundles_, {}, [&](auto& g) { g.Set(count); });
+}
+
+void EdgeMetrics::SetInflight(uint64_t bytes, size_t requests) {
+  inflight_bytes_->Set(static_cast<double>(bytes));
+  inflight_requests_->Set(static_cast<double>(requests));
+}
+
+void EdgeMetrics::SetInflightBudget(uint64_t bytes) {
+  inflight_budget_->Set(static_cast<double>(bytes));
+}
+
+void EdgeMetrics::RecordRefusal(const std::string& reason) {
+  WithChild(refusals_, {reason}, [](auto& c) { c.Increment(); });
 }
 
 }  // namespace cleave::edge_server

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "cleave/common/files.h"
 #include "cleave/common/log.h"
+#include "cleave/common/machine.h"
 #include "cleave/common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -29,6 +30,11 @@ absl::Status ReadBatching(const std::string& path, const std::string& where, con
     if (key == "max_batch_size") {
       batching->max_batch_size = value.get<int>();
       if (batching->max_batch_size < 1) return ConfigError(path, where + ".max_batch_size < 1");
+    } else if (key == "max_request_batch") {
+      batching->max_request_batch = value.get<int64_t>();
+      if (batching->max_request_batch < 1) {
+        return ConfigError(path, where + ".max_request_batch < 1");
+      }
     } else if (key == "max_queue_delay_us") {
       batching->max_queue_delay = std::chrono::microseconds(value.get<int64_t>());
       if (value.get<int64_t>() < 0) return ConfigError(path, where + ".max_queue_delay_us < 0");
@@ -68,6 +74,19 @@ absl::Status ApplyConfigFile(const std::string& path, EdgeServerOptions* options
         options->max_message_bytes = value.get<int>() << 20;
       } else if (key == "max_activation_elements") {
         options->limits.max_elements = value.get<uint64_t>();
+      } else if (key == "max_inflight_mb") {
+        options->max_inflight_bytes = value.get<uint64_t>() << 20;
+        if (options->max_inflight_bytes == 0) return ConfigError(path, "max_inflight_mb < 1");
+      } else if (key == "max_peer_inflight") {
+        options->max_peer_inflight = value.get<size_t>();
+      } else if (key == "max_stream_inflight") {
+        options->max_stream_inflight = value.get<size_t>();
+        if (options->max_stream_inflight < 1) return ConfigError(path, "max_stream_inflight < 1");
+      } else if (key == "max_connection_streams") {
+        options->max_connection_streams = value.get<int>();
+        if (options->max_connection_streams < 1) {
+          return ConfigError(path, "max_connection_streams < 1");
+        }
       } else if (key == "watch_interval_ms") {
         options->watch_interval = std::chrono::milliseconds(value.get<int64_t>());
       } else if (key == "batching") {
@@ -99,7 +118,13 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOp
   CLEAVE_ASSIGN_OR_RETURN(server->metrics_, EdgeMetrics::Create(&server->metrics_registry_));
   common::Bundle::LoadOptions load;
   load.optimize_for_inference = options.optimize_segments;
+  load.measure_forward_memory = true;  // what admission charges requests for
   CLEAVE_ASSIGN_OR_RETURN(server->registry_, BundleRegistry::LoadFrom(options.bundles_dir, load));
+  AdmissionOptions admission;
+  admission.max_inflight_bytes =
+      options.max_inflight_bytes > 0 ? options.max_inflight_bytes : common::UsableMemoryBytes() / 4;
+  admission.max_peer_inflight = options.max_peer_inflight;
+  server->admission_ = std::make_unique<AdmissionControl>(admission, server->metrics_.get());
   DynamicBatcher::Options batcher;
   batcher.workers = options.workers;
   batcher.max_queue = options.max_queue;
@@ -108,8 +133,12 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOp
   batcher.default_batching = options.default_batching;
   batcher.batching_by_model = options.batching_by_model;
   server->batcher_ = std::make_unique<DynamicBatcher>(batcher, server->metrics_.get());
-  server->service_ = std::make_unique<InferenceService>(
-      server->registry_.get(), server->batcher_.get(), server->metrics_.get());
+  InferenceServiceOptions service;
+  service.limits = options.limits;
+  service.max_stream_inflight = options.max_stream_inflight;
+  server->service_ =
+      std::make_unique<InferenceService>(service, server->registry_.get(), server->batcher_.get(),
+                                         server->admission_.get(), server->metrics_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -117,6 +146,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOp
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_connection_streams);
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
@@ -142,7 +172,8 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOp
        {"port", absl::StrCat(server->port_)},
        {"metrics_port", absl::StrCat(server->metrics_port())},
        {"bundles", absl::StrCat(server->registry_->List().size())},
-       {"workers", absl::StrCat(options.workers)}});
+       {"workers", absl::StrCat(options.workers)},
+       {"max_inflight_mb", absl::StrCat(admission.max_inflight_bytes >> 20)}});
   return server;
 }
 

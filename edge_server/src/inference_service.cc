@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "cleave/common/status_macros.h"
+#include "cleave/common/tensor_frame.h"
 
 namespace cleave::edge_server {
 namespace {
@@ -36,24 +38,52 @@ grpc::ByteBuffer Serialize(const v1::InferResponse& response) {
   return bytes;
 }
 
-// The stream of one device. Reads are always outstanding; each request is handed to the
-// batcher and its response queued for writing (one write in flight at a time, as gRPC
-// requires). The reactor finishes once the client has half-closed (or sent a message that is
-// not a request: the stream then ends INVALID_ARGUMENT), every accepted request has been
-// answered and every write has completed; only then is it deleted (OnDone).
+// Writes the outcome of a request into its answer: the request id, and an in-band status in
+// place of the outputs when it failed.
+void Answer(InferCall& call, const absl::Status& status) {
+  call.response.set_request_id(call.request.request_id());
+  if (!status.ok()) {
+    call.response.clear_outputs();
+    call.response.set_status_code(static_cast<int>(status.code()));
+    call.response.set_status_message(std::string(status.message()));
+  }
+}
+
+// A unary call. It owns its InferCall, and with it the call's admission ticket, until gRPC is
+// done with the call (the answer sent or the call cancelled): the budget then covers answers
+// still on their way out, not only requests being computed.
+class UnaryReactor final : public grpc::ServerUnaryReactor {
+ public:
+  UnaryReactor() : call_(std::make_shared<InferCall>()) {}
+
+  const std::shared_ptr<InferCall>& call() { return call_; }
+  void OnDone() override { delete this; }
+
+ private:
+  std::shared_ptr<InferCall> call_;
+};
+
+// The stream of one device. A read is outstanding while fewer than max_stream_inflight
+// requests are read and not yet written; each request is handed to the service and its
+// response queued for writing (one write in flight at a time, as gRPC requires), keeping its
+// admission ticket until written. The reactor finishes once the client has half-closed (or
+// sent a message that is not a request: the stream then ends INVALID_ARGUMENT), every accepted
+// request has been answered and every write has completed; only then is it deleted (OnDone).
 class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   StreamReactor(const InferenceService* service, grpc::CallbackServerContext* context)
-      : service_(service), context_(context) {
+      : service_(service), context_(context), peer_(context->peer()) {
+    reading_ = true;
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
-    auto request = std::make_shared<v1::InferRequest>();
-    const absl::Status parsed = ok ? ParseRequest(request_, request.get()) : absl::OkStatus();
+    auto call = std::make_shared<InferCall>();
+    const absl::Status parsed = ok ? ParseRequest(request_, &call->request) : absl::OkStatus();
     request_.Clear();
     if (!ok || !parsed.ok()) {
       std::unique_lock<std::mutex> lock(mutex_);
+      reading_ = false;
       reads_done_ = true;  // no more reads: garbage ends the stream after what is in flight
       if (!parsed.ok()) {
         final_status_ =
@@ -64,62 +94,75 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       return;
     }
     ++messages_;
-    auto response = std::make_shared<v1::InferResponse>();
     RequestContext context;
-    if (request->timeout_us() > 0) {
-      context.deadline = context.arrival + std::chrono::microseconds(request->timeout_us());
+    if (call->request.timeout_us() > 0) {
+      context.deadline = context.arrival + std::chrono::microseconds(call->request.timeout_us());
     }
     context.cancelled = [this] { return context_->IsCancelled(); };
     {
       std::lock_guard<std::mutex> lock(mutex_);
       ++in_flight_;
+      reading_ = false;
     }
-    service_->Submit(
-        request.get(), std::move(context), response.get(),
-        [this, request, response](absl::Status status) { Complete(*request, *response, status); });
-    StartRead(&request_);
+    service_->Submit(call, peer_, std::move(context),
+                     [this, call](absl::Status status) { Complete(*call, status); });
+    std::unique_lock<std::mutex> lock(mutex_);
+    MaybeRead(lock);
   }
 
   void OnWriteDone(bool ok) override {
     std::unique_lock<std::mutex> lock(mutex_);
-    writes_.pop_front();
+    writes_.pop_front();  // releases the answer's ticket
+    --in_flight_;
+    writing_ = false;
     if (!ok) broken_ = true;  // the client is gone; drop what is left
-    if (broken_) writes_.clear();
-    if (!writes_.empty()) {
-      StartWrite(&writes_.front());
-    } else {
-      writing_ = false;
-      MaybeFinish(lock);
+    if (broken_) {
+      in_flight_ -= writes_.size();
+      writes_.clear();
     }
+    if (!writes_.empty()) {
+      writing_ = true;
+      StartWrite(&writes_.front().bytes);
+    }
+    MaybeRead(lock);
+    MaybeFinish(lock);
   }
 
   void OnDone() override { delete this; }
 
  private:
-  void Complete(const v1::InferRequest& request, v1::InferResponse& response,
-                const absl::Status& status) {
-    response.set_request_id(request.request_id());
-    if (!status.ok()) {
-      response.clear_outputs();
-      response.set_status_code(static_cast<int>(status.code()));
-      response.set_status_message(std::string(status.message()));
-    }
-    grpc::ByteBuffer bytes = Serialize(response);
+  struct Write {
+    grpc::ByteBuffer bytes;
+    AdmissionControl::Ticket ticket;
+  };
+
+  void Complete(InferCall& call, const absl::Status& status) {
+    Answer(call, status);
+    Write write{Serialize(call.response), std::move(call.ticket)};
     std::unique_lock<std::mutex> lock(mutex_);
-    --in_flight_;
-    if (!broken_) {
-      writes_.push_back(std::move(bytes));
+    if (broken_) {
+      --in_flight_;
+    } else {
+      writes_.push_back(std::move(write));
       if (!writing_) {
         writing_ = true;
-        StartWrite(&writes_.front());
+        StartWrite(&writes_.front().bytes);
       }
     }
+    MaybeRead(lock);
     MaybeFinish(lock);
+  }
+
+  // Starts the next read when none is outstanding and the stream has room for a request.
+  void MaybeRead(std::unique_lock<std::mutex>& lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (reading_ || reads_done_ || in_flight_ >= service_->options().max_stream_inflight) return;
+    reading_ = true;
+    StartRead(&request_);
   }
 
   // Finishes the call once nothing is left to do. Finish runs after unlocking: from a worker
   // thread it may let gRPC run OnDone, which deletes this reactor and its mutex.
-  void MaybeFinish(std::unique_lock<std::mutex>& lock) {
+  void MaybeFinish(std::unique_lock<std::mutex>& lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (!reads_done_ || in_flight_ > 0 || writing_ || finished_) return;
     finished_ = true;
     const grpc::Status status = final_status_;
@@ -129,17 +172,20 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
 
   const InferenceService* service_;
   grpc::CallbackServerContext* context_;
+  const std::string peer_;
   grpc::ByteBuffer request_;  // owned by the outstanding read
   int messages_ = 0;          // requests read so far (reads are sequential)
 
   std::mutex mutex_;
-  std::deque<grpc::ByteBuffer> writes_;  // front() is being written while writing_
-  grpc::Status final_status_ = grpc::Status::OK;
-  int in_flight_ = 0;
-  bool writing_ = false;
-  bool reads_done_ = false;
-  bool broken_ = false;
-  bool finished_ = false;
+  std::deque<Write> writes_ ABSL_GUARDED_BY(mutex_);  // front() is being written while writing_
+  grpc::Status final_status_ ABSL_GUARDED_BY(mutex_) = grpc::Status::OK;
+  // Requests read and not yet written (or dropped): what max_stream_inflight bounds.
+  size_t in_flight_ ABSL_GUARDED_BY(mutex_) = 0;
+  bool reading_ ABSL_GUARDED_BY(mutex_) = false;  // a read is outstanding
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mutex_) = false;
+  bool broken_ ABSL_GUARDED_BY(mutex_) = false;
+  bool finished_ ABSL_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace
@@ -149,19 +195,20 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
-InferenceService::InferenceService(const BundleRegistry* registry, DynamicBatcher* batcher,
+InferenceService::InferenceService(InferenceServiceOptions options, const BundleRegistry* registry,
+                                   DynamicBatcher* batcher, AdmissionControl* admission,
                                    EdgeMetrics* metrics)
-    : registry_(registry), batcher_(batcher), metrics_(metrics) {}
+    : options_(std::move(options)),
+      registry_(registry),
+      batcher_(batcher),
+      admission_(admission),
+      metrics_(metrics) {}
 
 grpc::ServerUnaryReactor* InferenceService::Infer(grpc::CallbackServerContext* context,
                                                   const grpc::ByteBuffer* request_bytes,
                                                   grpc::ByteBuffer* response_bytes) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  struct Call {
-    v1::InferRequest request;
-    v1::InferResponse response;
-  };
-  auto call = std::make_shared<Call>();
+  auto* reactor = new UnaryReactor();
+  std::shared_ptr<InferCall> call = reactor->call();
   if (absl::Status parsed = ParseRequest(*request_bytes, &call->request); !parsed.ok()) {
     reactor->Finish(ToGrpcStatus(parsed));
     return reactor;
@@ -177,9 +224,9 @@ grpc::ServerUnaryReactor* InferenceService::Infer(grpc::CallbackServerContext* c
                  request_context.arrival + std::chrono::microseconds(call->request.timeout_us()));
   }
   request_context.cancelled = [context] { return context->IsCancelled(); };
-  Submit(&call->request, std::move(request_context), &call->response,
+  Submit(call, context->peer(), std::move(request_context),
          [reactor, call, response_bytes](absl::Status status) {
-           call->response.set_request_id(call->request.request_id());
+           Answer(*call, status);
            if (status.ok()) *response_bytes = Serialize(call->response);
            reactor->Finish(ToGrpcStatus(status));
          });
@@ -191,34 +238,58 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* InferenceService::I
   return new StreamReactor(this, context);
 }
 
-void InferenceService::Submit(const v1::InferRequest* request, RequestContext context,
-                              v1::InferResponse* response,
+absl::StatusOr<uint64_t> InferenceService::AdmissionBytes(const common::Bundle& bundle,
+                                                          const v1::InferRequest& request) const {
+  const int cut = request.cut_id();
+  auto header = common::ParseFrameHeader(request.activation(), options_.limits);
+  if (!header.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("activation for cut ", cut, ": ", header.status().message()));
+  }
+  const common::TensorSpec declared = common::DeclaredTensor(*header);
+  const int64_t max_batch = batcher_->BatchingFor(bundle).max_request_batch;
+  CLEAVE_RETURN_IF_ERROR(bundle.CheckActivation(cut, declared, max_batch));
+  // The frame, the decoded activation and its copy in the batch's concatenated input, the
+  // forward (measured at load; it includes the output tensors) and the encoded answer.
+  const uint64_t decoded = header->elements * c10::elementSize(declared.dtype);
+  const int64_t batch = declared.shape.empty() ? 1 : declared.shape[0];
+  return request.activation().size() + 2 * decoded +
+         static_cast<uint64_t>(bundle.ForwardBytes(cut, batch) + bundle.OutputBytes(batch));
+}
+
+void InferenceService::Submit(const std::shared_ptr<InferCall>& call, const std::string& peer,
+                              RequestContext context,
                               std::function<void(absl::Status)> done) const {
+  const v1::InferRequest& request = call->request;
   auto refuse = [&](const std::string& model, absl::Status status) {
     if (metrics_ != nullptr) {
-      metrics_->RecordRequest(model, request->cut_id(), absl::StatusCodeToString(status.code()),
+      metrics_->RecordRequest(model, request.cut_id(), absl::StatusCodeToString(status.code()),
                               0.0);
     }
+    call->ticket = AdmissionControl::Ticket();
     done(std::move(status));
   };
-  std::shared_ptr<const common::Bundle> bundle = registry_->Find(request->bundle_id());
+  std::shared_ptr<const common::Bundle> bundle = registry_->Find(request.bundle_id());
   if (bundle == nullptr) {
-    refuse("unknown", absl::NotFoundError(absl::StrCat("unknown bundle id '", request->bundle_id(),
+    refuse("unknown", absl::NotFoundError(absl::StrCat("unknown bundle id '", request.bundle_id(),
                                                        "': not served here")));
     return;
   }
-  if (absl::Status cut = bundle->SegmentStartingAt(request->cut_id()).status(); !cut.ok()) {
-    refuse(bundle->manifest().name, std::move(cut));
-    return;
-  }
+  const std::string& model = bundle->manifest().name;
+  auto bytes = AdmissionBytes(*bundle, request);
+  if (!bytes.ok()) return refuse(model, bytes.status());
+  auto ticket = admission_->Admit(peer, *bytes, request.request_id());
+  if (!ticket.ok()) return refuse(model, ticket.status());
+  call->ticket = *std::move(ticket);
   DynamicBatcher::Job job;
   job.bundle = bundle;
-  job.request = request;
-  job.response = response;
+  job.request = &call->request;
+  job.response = &call->response;
   job.context = std::move(context);
   job.done = done;
   if (!batcher_->Submit(std::move(job))) {
-    refuse(bundle->manifest().name, ResourceExhausted(*request));
+    if (metrics_ != nullptr) metrics_->RecordRefusal("queue_full");
+    refuse(model, ResourceExhausted(request));
   }
 }
 

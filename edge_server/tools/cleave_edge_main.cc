@@ -19,6 +19,10 @@ int main(int argc, char** argv) {
   int intra_op_threads = defaults.intra_op_threads;
   int max_message_mb = defaults.max_message_bytes >> 20;
   int max_batch_size = defaults.default_batching.max_batch_size;
+  int64_t max_request_batch = defaults.default_batching.max_request_batch;
+  uint64_t max_inflight_mb = 0;
+  size_t max_peer_inflight = defaults.max_peer_inflight;
+  size_t max_stream_inflight = defaults.max_stream_inflight;
   int64_t max_queue_delay_us = 0, watch_interval_ms = defaults.watch_interval.count();
   int64_t idle_spin_us = defaults.idle_spin.count();
   app.add_option("--config", config, "JSON config file (docs/EDGE_SERVER.md); flags override it");
@@ -39,6 +43,21 @@ int main(int argc, char** argv) {
   app.add_option("--max-message-mb", max_message_mb, "largest gRPC message accepted, MiB")
       ->check(CLI::PositiveNumber);
   app.add_option("--max-batch-size", max_batch_size, "requests per forward (all bundles)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-request-batch", max_request_batch,
+                 "samples one request may carry, dimension 0 (all bundles)")
+      ->default_val(max_request_batch)
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-inflight-mb", max_inflight_mb,
+                 "budget for requests in flight, MiB (default: a quarter of memory)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-peer-inflight", max_peer_inflight,
+                 "requests in flight per client connection (0: no cap)")
+      ->default_val(max_peer_inflight)
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-stream-inflight", max_stream_inflight,
+                 "requests a stream may have unanswered before it stops reading")
+      ->default_val(max_stream_inflight)
       ->check(CLI::PositiveNumber);
   app.add_option("--max-queue-delay-us", max_queue_delay_us,
                  "how long a request may wait for its batch to fill (0: never)")
@@ -71,6 +90,12 @@ int main(int argc, char** argv) {
   if (no_optimize) options.optimize_segments = false;
   if (given("--max-message-mb")) options.max_message_bytes = max_message_mb << 20;
   if (given("--max-batch-size")) options.default_batching.max_batch_size = max_batch_size;
+  if (given("--max-request-batch")) {
+    options.default_batching.max_request_batch = max_request_batch;
+  }
+  if (given("--max-inflight-mb")) options.max_inflight_bytes = max_inflight_mb << 20;
+  if (given("--max-peer-inflight")) options.max_peer_inflight = max_peer_inflight;
+  if (given("--max-stream-inflight")) options.max_stream_inflight = max_stream_inflight;
   if (given("--max-queue-delay-us")) {
     options.default_batching.max_queue_delay = std::chrono::microseconds(max_queue_delay_us);
   }

@@ -138,6 +138,19 @@ TEST(TensorFrameTest, RejectsFlippedPayloadBit) {
   ExpectRejected(frame, "checksum");
 }
 
+TEST(TensorFrameTest, HeaderParseDeclaresTheTensorAndLeavesTheChecksumToTheFullParse) {
+  std::string frame = Encoded();
+  frame[frame.size() - 3] ^= 0x10;  // payload damage: only the checksum can tell
+  auto header = ParseFrameHeader(frame);
+  ASSERT_TRUE(header.ok()) << header.status();
+  const TensorSpec declared = DeclaredTensor(*header);
+  EXPECT_EQ(declared.dtype, c10::ScalarType::Float);
+  EXPECT_EQ(declared.shape, (Shape{2, 3, 4, 5}));
+  EXPECT_FALSE(ParseFrame(frame).ok());
+  // Every other check still runs on the header alone.
+  EXPECT_FALSE(ParseFrameHeader(Reseal(Encoded() + "junk")).ok());
+}
+
 TEST(TensorFrameTest, RejectsShapeBeyondCallerLimitBeforeAllocating) {
   const std::string frame = Encoded();
   DecodeLimits limits;

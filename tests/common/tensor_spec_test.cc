@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <string>
+
 namespace cleave::common {
 namespace {
 
@@ -33,6 +36,40 @@ TEST(TensorSpecTest, FormatsAndCountsShapes) {
   EXPECT_EQ(FormatShape({}), "scalar");
   EXPECT_EQ(NumElements({2, 3, 4}), 24);
   EXPECT_EQ(NumElements({}), 1);
+}
+
+TEST(TensorSpecTest, BatchedTensorCheckNamesTheDimensionThatDiffers) {
+  const TensorSpec expected{{1, 16, 8, 8}, c10::ScalarType::Float};
+  auto check = [&](const TensorSpec& actual, int64_t min_batch, int64_t max_batch) {
+    return std::string(
+        CheckBatchedTensor("activation", actual, expected, min_batch, max_batch).message());
+  };
+  EXPECT_TRUE(
+      CheckBatchedTensor("a", {{4, 16, 8, 8}, c10::ScalarType::Float}, expected, 1, 4).ok());
+  EXPECT_EQ(check({{2674, 16, 8, 8}, c10::ScalarType::Float}, 1, 1),
+            "activation is float32 2674x16x8x8: dimension 0 (the batch) is 2674, not 1; the "
+            "bundle expects float32 1x16x8x8");
+  EXPECT_EQ(check({{5, 16, 8, 8}, c10::ScalarType::Float}, 1, 4),
+            "activation is float32 5x16x8x8: dimension 0 (the batch) is 5, outside 1..4; the "
+            "bundle expects float32 Bx16x8x8 with B from 1 to 4");
+  EXPECT_EQ(check({{0, 16, 8, 8}, c10::ScalarType::Float}, 1, 4).find("outside 1..4") !=
+                std::string::npos,
+            true);
+  EXPECT_EQ(check({{1, 16, 8, 9000}, c10::ScalarType::Float}, 1, 1),
+            "activation is float32 1x16x8x9000: dimension 3 is 9000, not 8; the bundle expects "
+            "float32 1x16x8x8");
+  EXPECT_EQ(check({{1, 16, 8}, c10::ScalarType::Float}, 1, 1),
+            "activation is float32 1x16x8: rank 3 is not 4; the bundle expects float32 1x16x8x8");
+  EXPECT_EQ(check({{1, 16, 8, 8}, c10::ScalarType::Double}, 1, 1),
+            "activation is float64 1x16x8x8: dtype float64 is not float32; the bundle expects "
+            "float32 1x16x8x8");
+  EXPECT_EQ(check({{1, 16, 8, 9}, c10::ScalarType::Float}, 1, std::numeric_limits<int64_t>::max()),
+            "activation is float32 1x16x8x9: dimension 3 is 9, not 8; the bundle expects "
+            "float32 Bx16x8x8 with any batch B >= 1");
+  // A scalar has no batch: it must match exactly.
+  const TensorSpec scalar{{}, c10::ScalarType::Float};
+  EXPECT_TRUE(CheckBatchedTensor("s", scalar, scalar, 1, 1).ok());
+  EXPECT_FALSE(CheckBatchedTensor("s", {{1}, c10::ScalarType::Float}, scalar, 1, 1).ok());
 }
 
 }  // namespace

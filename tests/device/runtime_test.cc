@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
 #include <gtest/gtest.h>
 
 #include <future>
@@ -10,7 +12,9 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "cleave/common/tensor_frame.h"
 #include "cleave/edge_server/edge_server.h"
+#include "cleave/v1/inference.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/test_support.h"
 
@@ -63,6 +67,15 @@ class RuntimeTest : public ::testing::Test {
     RuntimeOptions options;
     options.edges = std::move(edges);
     options.offload_cut = testing::ReadManifest(dir_.File("bundles/residual")).cuts[0].id;
+    return options;
+  }
+
+  // FixedCutOptions with a deadline no loaded machine misses and no probes: every request goes
+  // to the edge once (and once more on a failure) before the device answers.
+  RuntimeOptions PatientFixedCutOptions(std::vector<std::string> edges) {
+    RuntimeOptions options = FixedCutOptions(std::move(edges));
+    options.deadline = std::chrono::seconds(30);
+    options.probe_interval = std::chrono::milliseconds(0);
     return options;
   }
 
@@ -265,9 +278,7 @@ TEST_F(RuntimeTest, AnEdgeThatRefusesTheRequestIsTriedOnceMoreThenTheDeviceAnswe
   ASSERT_NE(other, bundle_id_);
   const std::vector<std::string> addresses = StartEdges(2, dir_.File("other"));
   ASSERT_EQ(addresses.size(), 2u);
-  RuntimeOptions options = FixedCutOptions(addresses);
-  options.deadline = std::chrono::seconds(30);
-  options.probe_interval = std::chrono::milliseconds(0);
+  RuntimeOptions options = PatientFixedCutOptions(addresses);
   auto runtime = MakeRuntime(options);
   ASSERT_NE(runtime, nullptr);
   const at::Tensor input = at::rand({1, 3, 8, 8});
@@ -292,16 +303,94 @@ TEST_F(RuntimeTest, AnEdgeThatRefusesTheRequestIsTriedOnceMoreThenTheDeviceAnswe
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("unknown bundle id"));
 }
 
+// An edge that answers every request on its stream with the frames it was given: an
+// impersonated or broken edge, to try what a device accepts.
+class ScriptedEdge final : public v1::Inference::CallbackService {
+ public:
+  explicit ScriptedEdge(std::vector<std::string> outputs) : outputs_(std::move(outputs)) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+  }
+  ~ScriptedEdge() override { server_->Shutdown(); }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  grpc::ServerBidiReactor<v1::InferRequest, v1::InferResponse>* InferStream(
+      grpc::CallbackServerContext* /*context*/) override {
+    class Reactor final : public grpc::ServerBidiReactor<v1::InferRequest, v1::InferResponse> {
+     public:
+      explicit Reactor(const std::vector<std::string>* outputs) : outputs_(outputs) {
+        StartRead(&request_);
+      }
+      void OnReadDone(bool ok) override {
+        if (!ok) return Finish(grpc::Status::OK);
+        response_.Clear();
+        response_.set_request_id(request_.request_id());
+        for (const std::string& output : *outputs_) response_.add_outputs(output);
+        StartWrite(&response_);
+      }
+      void OnWriteDone(bool ok) override {
+        if (!ok) return Finish(grpc::Status::CANCELLED);
+        StartRead(&request_);
+      }
+      void OnDone() override { delete this; }
+
+     private:
+      const std::vector<std::string>* outputs_;
+      v1::InferRequest request_;
+      v1::InferResponse response_;
+    };
+    return new Reactor(&outputs_);
+  }
+
+ private:
+  const std::vector<std::string> outputs_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST_F(RuntimeTest, AnAnswerBeyondWhatTheBundleDeclaresIsRefusedAndTheDeviceAnswers) {
+  // The model answers [1, 10] for one sample. An edge declaring more (a batch in the thousands,
+  // another shape, more outputs) is refused from the frames' headers, before they are decoded.
+  const at::Tensor logits = at::rand({1, 10});
+  const std::vector<std::pair<std::vector<std::string>, std::string>> answers = {
+      {{testing::CompressedZerosFrame({4096, 10})}, "dimension 0 (the batch) is 4096, not 1"},
+      {{testing::CompressedZerosFrame({1, 1000})}, "dimension 1 is 1000, not 10"},
+      {{*common::EncodeFrame(logits), *common::EncodeFrame(logits)},
+       "2 outputs; the bundle declares 1"},
+  };
+  for (const auto& [outputs, problem] : answers) {
+    ScriptedEdge edge(outputs);
+    auto runtime = MakeRuntime(PatientFixedCutOptions({edge.address()}));
+    ASSERT_NE(runtime, nullptr);
+    const at::Tensor input = at::rand({1, 3, 8, 8});
+    auto result = runtime->Infer(input);
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->placement, Placement::kDeviceFallback);
+    EXPECT_THAT(result->fallback_reason, HasSubstr("returned a bad answer"));
+    EXPECT_THAT(result->fallback_reason, HasSubstr(problem));
+    ExpectMatchesOriginal(*result, input);
+  }
+  // The same edge answering what the bundle declares is taken.
+  ScriptedEdge honest({*common::EncodeFrame(logits)});
+  auto runtime = MakeRuntime(FixedCutOptions({honest.address()}));
+  ASSERT_NE(runtime, nullptr);
+  auto result = runtime->Infer(at::rand({1, 3, 8, 8}));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->placement, Placement::kEdge) << result->fallback_reason;
+  EXPECT_TRUE(at::equal(result->outputs.at(0), logits));
+}
+
 TEST_F(RuntimeTest, RoundRobinPutsTheStreamsOfSeveralRuntimesOnSuccessiveAddresses) {
   // One target resolving to two edges. Each runtime holds one stream on the process's shared
   // channel for that target; round_robin opens each new stream on the next ready address, so
   // a few runtimes in turn reach both edges (pick_first would keep to the first).
   const std::vector<std::string> addresses = StartEdges(2, dir_.File("bundles"));
   ASSERT_EQ(addresses.size(), 2u);
-  RuntimeOptions options = FixedCutOptions({"ipv4:" + addresses[0] + "," + addresses[1]});
+  RuntimeOptions options = PatientFixedCutOptions({"ipv4:" + addresses[0] + "," + addresses[1]});
   options.edge_client.load_balancing = "round_robin";
-  options.deadline = std::chrono::seconds(30);
-  options.probe_interval = std::chrono::milliseconds(0);
   auto served = [&](size_t i) {
     return absl::StrContains(more_edges_[i]->metrics().RenderPrometheusText(),
                              "cleave_edge_requests_total{");

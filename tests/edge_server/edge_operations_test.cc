@@ -354,9 +354,10 @@ TEST(EdgeConfigTest, ConfigFileSetsOptionsAndRejectsUnknownKeys) {
   std::ofstream(dir.File("edge.json")) << R"({
     "bundles": "/srv/b", "listen": "0.0.0.0:1234", "metrics_listen": "127.0.0.1:9464",
     "workers": 3, "max_queue": 10, "intra_op_threads": 2, "max_message_mb": 8, "idle_spin_us": 0,
-    "max_activation_elements": 1000, "watch_interval_ms": 0,
+    "max_activation_elements": 1000, "watch_interval_ms": 0, "max_inflight_mb": 512,
+    "max_peer_inflight": 0, "max_stream_inflight": 8, "max_connection_streams": 20,
     "batching": {"max_batch_size": 16, "max_queue_delay_us": 250,
-                 "models": {"fashion": {"max_batch_size": 64}}}})";
+                 "models": {"fashion": {"max_batch_size": 64, "max_request_batch": 8}}}})";
   EdgeServerOptions options;
   ASSERT_TRUE(ApplyConfigFile(dir.File("edge.json"), &options).ok());
   EXPECT_EQ(options.bundles_dir, "/srv/b");
@@ -373,6 +374,12 @@ TEST(EdgeConfigTest, ConfigFileSetsOptionsAndRejectsUnknownKeys) {
   EXPECT_EQ(options.default_batching.max_queue_delay.count(), 250);
   EXPECT_EQ(options.batching_by_model.at("fashion").max_batch_size, 64);
   EXPECT_EQ(options.batching_by_model.at("fashion").max_queue_delay.count(), 250);
+  EXPECT_EQ(options.max_inflight_bytes, uint64_t{512} << 20);
+  EXPECT_EQ(options.max_peer_inflight, 0u);
+  EXPECT_EQ(options.max_stream_inflight, 8u);
+  EXPECT_EQ(options.max_connection_streams, 20);
+  EXPECT_EQ(options.default_batching.max_request_batch, 1);
+  EXPECT_EQ(options.batching_by_model.at("fashion").max_request_batch, 8);
 
   std::ofstream(dir.File("typo.json")) << R"({"wokers": 3})";
   auto typo = ApplyConfigFile(dir.File("typo.json"), &options);
@@ -385,6 +392,14 @@ TEST(EdgeConfigTest, ConfigFileSetsOptionsAndRejectsUnknownKeys) {
   std::ofstream(dir.File("zero.json")) << R"({"batching": {"max_batch_size": 0}})";
   EXPECT_THAT(std::string(ApplyConfigFile(dir.File("zero.json"), &options).message()),
               HasSubstr("max_batch_size < 1"));
+  for (const char* bad : {R"({"max_inflight_mb": 0})", R"({"max_stream_inflight": 0})",
+                          R"({"max_connection_streams": 0})",
+                          R"({"batching": {"models": {"m": {"max_request_batch": 0}}}})"}) {
+    std::ofstream(dir.File("bad.json")) << bad;
+    EXPECT_THAT(std::string(ApplyConfigFile(dir.File("bad.json"), &options).message()),
+                HasSubstr("< 1"))
+        << bad;
+  }
   EXPECT_EQ(ApplyConfigFile(dir.File("missing.json"), &options).code(),
             absl::StatusCode::kNotFound);
 }

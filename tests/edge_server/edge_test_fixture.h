@@ -12,6 +12,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "cleave/common/bundle.h"
@@ -90,6 +91,17 @@ class EdgeServerTest : public ::testing::Test {
       EXPECT_TRUE(stream->Write(Request(Cut(cut_of(id)), ActivationAt(cut_of(id), input), id)));
     }
     return expected;
+  }
+
+  // The value of the sample `series` (name and labels as exposed, e.g.
+  // `cleave_edge_inflight_requests`) in the server's metrics; -1 when it is not exposed.
+  double Metric(const std::string& series) const {
+    std::istringstream text(server_->metrics().RenderPrometheusText());
+    std::string line;
+    while (std::getline(text, line)) {
+      if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+    }
+    return -1;
   }
 
   // grpc.health.v1.Health/Check for `service`: the ServingStatus (1 SERVING, 2 NOT_SERVING),

@@ -34,14 +34,6 @@ TEST_F(EdgeServerTest, UnaryResultEqualsUnsplitModelFromEveryCut) {
   }
 }
 
-TEST_F(EdgeServerTest, BatchedActivationIsServed) {
-  const at::Tensor input = at::rand({4, 3, 8, 8});
-  v1::InferResponse response;
-  ASSERT_TRUE(Call(Request(Cut(0), ActivationAt(0, input)), &response).ok());
-  EXPECT_TRUE(at::allclose(*common::DecodeFrame(response.outputs(0)),
-                           testing::RunFlat(original_, input)[0], 1e-5, 1e-6));
-}
-
 TEST_F(EdgeServerTest, UnknownBundleIsNotFound) {
   v1::InferRequest request = Request(Cut(0), ActivationAt(0, at::rand({1, 3, 8, 8})));
   request.set_bundle_id("feedface");

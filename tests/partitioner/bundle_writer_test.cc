@@ -119,5 +119,32 @@ TEST_F(BundleWriterTest, CheckActivationAllowsOtherBatchSizesOnly) {
               HasSubstr("resumes from cuts"));
 }
 
+TEST_F(BundleWriterTest, OutputsScaleWithTheBatchAndForwardMemoryIsMeasuredAtLoad) {
+  ASSERT_TRUE(Write("bundle").ok());
+  auto bundle = *common::Bundle::Load(dir_.File("bundle"));
+  // (logits [N, 10], (features [N, 8], scalar)): the scalar has no batch to scale.
+  const std::vector<common::TensorSpec> outputs = bundle->OutputsFor(7);
+  ASSERT_EQ(outputs.size(), 3u);
+  EXPECT_EQ(outputs[0].shape, (common::Shape{7, 10}));
+  EXPECT_EQ(outputs[1].shape, (common::Shape{7, 8}));
+  EXPECT_EQ(outputs[2].shape, (common::Shape{}));
+  // Not measured: twice the largest tensor crossing a cut from there on.
+  const common::CutInfo& cut = bundle->manifest().cuts.front();
+  int64_t largest = 0;
+  for (const common::CutInfo& later : bundle->manifest().cuts) {
+    largest = std::max(largest, later.bytes);
+  }
+  EXPECT_EQ(bundle->ForwardBytes(cut.id, 3), 2 * 3 * largest);
+  // Measured: at least the output, and more for more samples.
+  common::Bundle::LoadOptions load;
+  load.measure_forward_memory = true;
+  auto measured = *common::Bundle::Load(dir_.File("bundle"), load);
+  for (int id : {common::kInputCutId, cut.id}) {
+    const int64_t one = measured->ForwardBytes(id, 1);
+    EXPECT_GE(one, 10 * 4) << "cut " << id;
+    EXPECT_GT(measured->ForwardBytes(id, 64), one) << "cut " << id;
+  }
+}
+
 }  // namespace
 }  // namespace cleave::partitioner

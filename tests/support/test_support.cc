@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,19 +10,24 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <thread>
 
 #include "cleave/common/bundle.h"
 #include "cleave/common/files.h"
+#include "cleave/common/frame_codec.h"
 #include "cleave/common/torchscript_io.h"
 #include "cleave/partitioner/bundle_writer.h"
 #include "cleave/partitioner/exit_heads.h"
 #include "cleave/partitioner/script_modules.h"
 #include "gtest/gtest.h"
+#include "zstd.h"
 
 namespace cleave::testing {
 namespace {
@@ -260,7 +266,72 @@ std::string BinaryPath(const std::string& name) {
   return (fs::path(CLEAVE_BINARY_DIR) / name).string();
 }
 
-EdgeProcess::EdgeProcess(const std::string& bundles_dir, const std::vector<std::string>& flags) {
+std::string CompressedZerosFrame(const std::vector<int64_t>& shape) {
+  uint64_t elements = 1;
+  for (int64_t dim : shape) elements *= static_cast<uint64_t>(dim);
+  const uint64_t symbol_bytes = 4 * elements;
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> context(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  ZSTD_CCtx_setParameter(context.get(), ZSTD_c_compressionLevel, 1);
+  ZSTD_CCtx_setPledgedSrcSize(context.get(), symbol_bytes);  // declares the content size
+  const std::string zeros(1 << 20, '\0');
+  std::string payload;
+  std::string buffer(ZSTD_CStreamOutSize(), '\0');
+  for (uint64_t done = 0; done < symbol_bytes || payload.empty();) {
+    const size_t piece = static_cast<size_t>(std::min<uint64_t>(zeros.size(), symbol_bytes - done));
+    done += piece;
+    ZSTD_inBuffer in{zeros.data(), piece, 0};
+    const ZSTD_EndDirective mode = done == symbol_bytes ? ZSTD_e_end : ZSTD_e_continue;
+    size_t left = 0;
+    do {
+      ZSTD_outBuffer out{buffer.data(), buffer.size(), 0};
+      left = ZSTD_compressStream2(context.get(), &out, &in, mode);
+      EXPECT_FALSE(ZSTD_isError(left)) << ZSTD_getErrorName(left);
+      if (ZSTD_isError(left)) return "";
+      payload.append(buffer.data(), out.pos);
+    } while (mode == ZSTD_e_end ? left != 0 : in.pos < in.size);
+  }
+  // The header as docs/FRAME_FORMAT.md gives it: raw codec, zstd, float32.
+  std::string frame(32 + 8 * shape.size(), '\0');
+  auto put = [&](size_t offset, auto value) { std::memcpy(&frame[offset], &value, sizeof(value)); };
+  frame.replace(0, 4, "CLVF");
+  put(4, uint8_t{1});
+  put(5, static_cast<uint8_t>(common::Codec::kRaw));
+  put(6, uint8_t{1});
+  put(7, static_cast<uint8_t>(common::FrameDtype::kFloat32));
+  put(8, static_cast<uint8_t>(shape.size()));
+  put(16, symbol_bytes);
+  put(24, static_cast<uint64_t>(payload.size()));
+  for (size_t i = 0; i < shape.size(); ++i) put(32 + 8 * i, shape[i]);
+  frame += payload;
+  put(12, common::FrameChecksum(frame));
+  return frame;
+}
+
+ProcessMemory ReadProcessMemory(int pid) {
+  ProcessMemory memory;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  uint64_t kib = 0;
+  while (in >> key) {
+    uint64_t* field = key == "VmRSS:"    ? &memory.rss
+                      : key == "VmHWM:"  ? &memory.peak_rss
+                      : key == "VmSize:" ? &memory.size
+                      : key == "VmPeak:" ? &memory.peak_size
+                                         : nullptr;
+    if (field != nullptr && in >> kib) *field = kib * 1024;
+    in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  return memory;
+}
+
+void ResetPeakRss(int pid) {
+  std::ofstream clear("/proc/" + std::to_string(pid) + "/clear_refs");
+  clear << "5";  // resets VmHWM to VmRSS (Linux 4.0+)
+  EXPECT_TRUE(clear.good()) << "cannot reset the peak resident size of process " << pid;
+}
+
+EdgeProcess::EdgeProcess(const std::string& bundles_dir, const std::vector<std::string>& flags,
+                         uint64_t address_space_limit) {
   const std::string binary = BinaryPath("cleave-edge");
   const std::string port_file = dir_.File("port");
   const std::string log_file = dir_.File("log");
@@ -272,6 +343,10 @@ EdgeProcess::EdgeProcess(const std::string& bundles_dir, const std::vector<std::
     FILE* log = std::freopen(log_file.c_str(), "w", stdout);
     if (log == nullptr) _exit(127);
     dup2(fileno(stdout), fileno(stderr));
+    if (address_space_limit > 0) {
+      const rlimit limit{address_space_limit, address_space_limit};
+      if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(126);
+    }
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);

@@ -6,6 +6,7 @@
 
 #include <torch/script.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -77,16 +78,34 @@ CommandResult RunCommand(const std::string& command, bool merge_stderr = true);
 // Path of a project executable ("cleave", "cleave-edge", "cleave-device") in the build tree.
 std::string BinaryPath(const std::string& name);
 
+// A well-formed raw float32 frame of `shape` whose payload is zstd-compressed zeros that
+// declare their decoded size: a few KB that ask the receiver for the whole tensor. Built in
+// pieces, never holding the declared tensor, so a test can declare gigabytes.
+std::string CompressedZerosFrame(const std::vector<int64_t>& shape);
+
+// A process's memory from /proc/PID/status, in bytes: resident now and at its peak, and its
+// address space now and at its peak.
+struct ProcessMemory {
+  uint64_t rss = 0, peak_rss = 0, size = 0, peak_size = 0;
+};
+ProcessMemory ReadProcessMemory(int pid);
+// Resets the process's peak resident size (VmHWM) to its current one.
+void ResetPeakRss(int pid);
+
 // A cleave-edge process on an ephemeral loopback port, stopped (SIGTERM) on destruction.
 class EdgeProcess {
  public:
-  // Starts cleave-edge over `bundles_dir` and waits until it reports its port.
-  explicit EdgeProcess(const std::string& bundles_dir, const std::vector<std::string>& flags = {});
+  // Starts cleave-edge over `bundles_dir` and waits until it reports its port. A nonzero
+  // `address_space_limit` (bytes, RLIMIT_AS) makes an allocation beyond it fail inside the
+  // edge instead of exhausting the machine.
+  explicit EdgeProcess(const std::string& bundles_dir, const std::vector<std::string>& flags = {},
+                       uint64_t address_space_limit = 0);
   ~EdgeProcess();
   EdgeProcess(const EdgeProcess&) = delete;
   EdgeProcess& operator=(const EdgeProcess&) = delete;
 
   bool running() const { return port_ > 0; }
+  int pid() const { return pid_; }
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   // Sends SIGTERM and returns the exit code (or -1 if it did not exit within 20 s).

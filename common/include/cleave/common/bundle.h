@@ -30,6 +30,9 @@ class Bundle {
     // Optimize segments and exit heads for inference after loading (OptimizeForInference in
     // torchscript_io.h): what device and edge run. Off for tools that check bit-exactness.
     bool optimize_for_inference = false;
+    // Measure what a forward from each cut allocates, on the verification sample at its batch
+    // and at twice it (ForwardBytes): what an edge charges requests for. Needs every segment.
+    bool measure_forward_memory = false;
   };
 
   // Reads DIR/manifest.json, checks every segment file it loads against its SHA-256 and loads
@@ -50,10 +53,29 @@ class Bundle {
   // cuts the bundle can resume from otherwise.
   [[nodiscard]] absl::StatusOr<size_t> SegmentStartingAt(int cut_id) const;
 
-  // Returns OK when `activation` can enter the segment starting at `cut_id`: same dtype and
-  // rank as the manifest records and the same size in every dimension except dimension 0,
-  // the batch. INVALID_ARGUMENT naming both shapes otherwise.
+  // Returns OK when a tensor of type `declared` can enter the segment starting at `cut_id`:
+  // the dtype and rank the manifest records, the same size in every dimension except
+  // dimension 0, the batch, and a batch from 1 to `max_batch`. INVALID_ARGUMENT naming the
+  // dimension and both shapes otherwise. What an edge checks on a frame's header before it
+  // decodes anything.
+  [[nodiscard]] absl::Status CheckActivation(int cut_id, const TensorSpec& declared,
+                                             int64_t max_batch) const;
+  // The same for a decoded tensor, with any batch.
   [[nodiscard]] absl::Status CheckActivation(int cut_id, const at::Tensor& activation) const;
+
+  // The model's outputs (flattened) for an input of `batch` samples: the manifest's outputs
+  // with dimension 0 scaled from the sample's batch to `batch` where it is the batch. What a
+  // device accepts from an edge, and what an edge charges a request for its answer.
+  [[nodiscard]] std::vector<TensorSpec> OutputsFor(int64_t batch) const;
+  // Bytes of OutputsFor(batch), without building it.
+  [[nodiscard]] int64_t OutputBytes(int64_t batch) const;
+
+  // The most bytes of tensors a forward from `cut_id` to the output holds at once for an input
+  // of `batch` samples, the input itself not counted: measured at load
+  // (LoadOptions::measure_forward_memory) as a part that does not grow with the batch (weights
+  // reordered per call) plus a part per sample; without a measurement, twice the largest
+  // tensor crossing a cut from `cut_id` on (a layer's input and output).
+  [[nodiscard]] int64_t ForwardBytes(int cut_id, int64_t batch) const;
 
   // Runs segments first..last (inclusive, loaded) in order on `inputs` and returns what the
   // last one returns. Errors from LibTorch come back as INVALID_ARGUMENT.
@@ -72,11 +94,24 @@ class Bundle {
  private:
   Bundle() = default;
 
+  // Dimension 0 of the model's input in the manifest: the batch its shapes were recorded at.
+  int64_t SampleBatch() const;
+  // Fills forward_memory_ from runs of the verification sample. REQUIRES: all segments loaded.
+  absl::Status MeasureForwardMemory();
+  // Bytes of the largest tensor crossing a cut from `cut_id` on, for `batch` samples.
+  int64_t LargestActivationBytes(int cut_id, int64_t batch) const;
+
+  struct ForwardMemory {
+    int64_t fixed = 0;       // bytes whatever the batch
+    int64_t per_sample = 0;  // bytes per sample
+  };
+
   std::string dir_;
   std::string id_;
   BundleManifest manifest_;
   std::vector<torch::jit::Module> segments_;
   std::map<int, torch::jit::Module> exit_heads_;  // by cut id
+  std::map<int, ForwardMemory> forward_memory_;   // by the cut a forward starts at
 };
 
 // Returns the largest |a - b| over the flattened outputs, or INVALID_ARGUMENT when their

@@ -113,8 +113,14 @@ struct ParsedFrame {
   absl::string_view payload;  // points into the frame passed to ParseFrame
 };
 
-// Checks every header field, size and the checksum against `limits`. Never reads outside
-// `frame`; INVALID_ARGUMENT naming the first problem.
+// Checks every header field and size against `limits`, but not the checksum: what a server
+// reads on its transport thread to admit a request (its declared shape and decoded size)
+// before the frame is checksummed, decompressed or allocated for. Never reads outside `frame`;
+// INVALID_ARGUMENT naming the first problem.
+[[nodiscard]] absl::StatusOr<ParsedFrame> ParseFrameHeader(absl::string_view frame,
+                                                           const DecodeLimits& limits = {});
+
+// ParseFrameHeader and the checksum: a frame that passes may be decoded.
 [[nodiscard]] absl::StatusOr<ParsedFrame> ParseFrame(absl::string_view frame,
                                                      const DecodeLimits& limits = {});
 

@@ -4,6 +4,7 @@
 #ifndef CLEAVE_COMMON_MACHINE_H_
 #define CLEAVE_COMMON_MACHINE_H_
 
+#include <cstdint>
 #include <string>
 
 namespace cleave::common {
@@ -16,6 +17,11 @@ namespace cleave::common {
 
 // The current time in UTC, ISO 8601 to the second ("2026-11-24T18:00:00Z").
 [[nodiscard]] std::string UtcNow();
+
+// Memory this process may use: the machine's physical memory, or the memory limit of its
+// control group (cgroup v2 memory.max or v1 memory.limit_in_bytes) when that is lower. What
+// a server sizes its default budgets from.
+[[nodiscard]] uint64_t UsableMemoryBytes();
 
 // Makes glibc's malloc keep freed memory for reuse instead of returning it to the kernel:
 // blocks up to 64 MiB come from the heap rather than fresh mmaps, and heaps are trimmed only

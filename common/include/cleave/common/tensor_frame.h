@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "cleave/common/frame_codec.h"
+#include "cleave/common/tensor_spec.h"
 
 namespace cleave::common {
 
@@ -18,6 +19,10 @@ namespace cleave::common {
 // INVALID_ARGUMENT for dtypes or ranges the codec cannot carry.
 [[nodiscard]] absl::StatusOr<std::string> EncodeFrame(const at::Tensor& tensor,
                                                       const CodecSpec& spec = {});
+
+// The dtype and shape a parsed frame declares, from its header alone: what a receiver checks
+// against what it accepts before it decodes (and allocates for) the frame.
+[[nodiscard]] TensorSpec DeclaredTensor(const ParsedFrame& frame);
 
 // Decodes a frame into a new CPU tensor, straight into its memory. Returns INVALID_ARGUMENT
 // naming the problem for a truncated, corrupted or oversized frame; never reads outside

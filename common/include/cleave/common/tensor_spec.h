@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -36,6 +37,14 @@ struct TensorSpec {
 
 // Number of elements of `shape` (1 for a scalar).
 [[nodiscard]] int64_t NumElements(const Shape& shape);
+
+// Returns OK when a tensor of type `actual` matches `expected` in dtype, rank and every
+// dimension except dimension 0, the batch, which must lie in [min_batch, max_batch]; a scalar
+// `expected` must be matched exactly. INVALID_ARGUMENT otherwise, naming `what`, the first
+// dimension that differs and both types.
+[[nodiscard]] absl::Status CheckBatchedTensor(absl::string_view what, const TensorSpec& actual,
+                                              const TensorSpec& expected, int64_t min_batch,
+                                              int64_t max_batch);
 
 // Manifest names of dtypes: "float32", "float16", "bfloat16", "float64", "int64", "int32",
 // "int16", "int8", "uint8", "bool".

@@ -5,6 +5,8 @@
 
 #include <torch/script.h>
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,12 @@ namespace cleave::common {
 // values with no tensor form (strings, objects).
 [[nodiscard]] absl::Status FlattenTensors(const c10::IValue& value,
                                           std::vector<at::Tensor>* tensors);
+
+// Runs `work` and returns the most bytes LibTorch's CPU allocator held at once for tensors
+// this thread allocated during it: what the work needs beyond what existed before. Counts this
+// thread only (through c10's per-thread memory-reporting hook), so neither what other threads
+// compute meanwhile nor intra-op threads' own allocations count.
+[[nodiscard]] int64_t PeakTensorBytes(const std::function<void()>& work);
 
 }  // namespace cleave::common
 

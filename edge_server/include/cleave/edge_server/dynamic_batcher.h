@@ -35,6 +35,8 @@ namespace cleave::edge_server {
 
 struct BatchingOptions {
   int max_batch_size = 32;  // requests per forward
+  // Samples one request may carry (dimension 0 of its activation): a device sends one.
+  int64_t max_request_batch = 1;
   // How long the oldest request may wait for more to join its batch; 0: never wait.
   std::chrono::microseconds max_queue_delay{0};
 };
@@ -84,6 +86,9 @@ class DynamicBatcher {
   // Stops accepting, answers everything queued, joins the workers. Idempotent.
   void Shutdown();
 
+  // The batching options of `bundle`: its name's entry, or the defaults.
+  [[nodiscard]] const BatchingOptions& BatchingFor(const common::Bundle& bundle) const;
+
  private:
   using Key = std::pair<std::string, int>;  // (bundle id, cut)
   using Clock = RequestContext::Clock;
@@ -94,7 +99,6 @@ class DynamicBatcher {
   // Polls (unlocked) for up to options_.idle_spin unless another worker already does;
   // returns false when it did not poll.
   bool SpinForWork(std::unique_lock<std::mutex>& lock);
-  const BatchingOptions& BatchingFor(const common::Bundle& bundle) const;
   void RunBatch(std::vector<DynamicBatcher::Job> batch);
 
   const Options options_;

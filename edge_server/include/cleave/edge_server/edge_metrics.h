@@ -6,6 +6,7 @@
 #ifndef CLEAVE_EDGE_SERVER_EDGE_METRICS_H_
 #define CLEAVE_EDGE_SERVER_EDGE_METRICS_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -31,6 +32,12 @@ class EdgeMetrics {
   // Bytes of one activation as received (frame) and decoded (tensor).
   void RecordBytes(const std::string& model, double frame_bytes, double decoded_bytes);
   void SetLoadedBundles(int count);
+  // What admission control holds: bytes and requests in flight, and the budget for bytes.
+  void SetInflight(uint64_t bytes, size_t requests);
+  void SetInflightBudget(uint64_t bytes);
+  // One request refused at admission, for `reason`: "memory_budget", "peer_cap" or
+  // "queue_full".
+  void RecordRefusal(const std::string& reason);
 
   const common::MetricsRegistry& registry() const { return *registry_; }
 
@@ -46,6 +53,10 @@ class EdgeMetrics {
   common::CounterFamily* received_bytes_ = nullptr;
   common::CounterFamily* decoded_bytes_ = nullptr;
   common::GaugeFamily* loaded_bundles_ = nullptr;
+  common::Gauge* inflight_bytes_ = nullptr;  // children of unlabelled families, looked up once
+  common::Gauge* inflight_requests_ = nullptr;
+  common::Gauge* inflight_budget_ = nullptr;
+  common::CounterFamily* refusals_ = nullptr;
 };
 
 }  // namespace cleave::edge_server

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cleave/common/metrics.h"
+#include "cleave/edge_server/admission_control.h"
 #include "cleave/edge_server/bundle_registry.h"
 #include "cleave/edge_server/dynamic_batcher.h"
 #include "cleave/edge_server/edge_metrics.h"
@@ -45,6 +46,12 @@ struct EdgeServerOptions {
   // Early cuts of real models carry several MiB: gRPC's 4 MiB default is too small.
   int max_message_bytes = 64 << 20;
   common::DecodeLimits limits;
+  // Bytes of requests in flight, server-wide (admission_control.h); 0: a quarter of the
+  // memory this process may use (common::UsableMemoryBytes).
+  uint64_t max_inflight_bytes = 0;
+  size_t max_peer_inflight = 64;     // requests in flight per client connection; 0: no cap
+  size_t max_stream_inflight = 32;   // requests read and not yet answered, per stream
+  int max_connection_streams = 100;  // concurrent calls per client connection (HTTP/2)
   // How often the bundle folder is rescanned; 0 disables watching.
   std::chrono::milliseconds watch_interval{2000};
   BatchingOptions default_batching;
@@ -88,6 +95,7 @@ class EdgeServer {
   common::MetricsRegistry metrics_registry_;
   std::unique_ptr<EdgeMetrics> metrics_;
   std::unique_ptr<BundleRegistry> registry_;
+  std::unique_ptr<AdmissionControl> admission_;
   std::unique_ptr<DynamicBatcher> batcher_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -1,14 +1,21 @@
 // The cleave.v1.Inference service: resumes a bundle from the cut a device names. gRPC
-// callback threads only look up the bundle and the cut; decoding and compute run on the
-// DynamicBatcher's workers, so a slow forward never blocks the transport.
+// callback threads only look up the bundle and the cut and admit the request from its frame's
+// header (the declared tensor against the cut, its bytes against the memory budget, its peer
+// against its cap); decoding and compute run on the DynamicBatcher's workers, so a slow
+// forward never blocks the transport. A stream holds at most `max_stream_inflight` requests
+// read and not yet answered: beyond that it stops reading, and gRPC's flow control holds the
+// device back.
 //
 // Thread-safety: every method is thread-safe.
 #ifndef CLEAVE_EDGE_SERVER_INFERENCE_SERVICE_H_
 #define CLEAVE_EDGE_SERVER_INFERENCE_SERVICE_H_
 
 #include <functional>
+#include <memory>
+#include <string>
 
 #include "absl/status/status.h"
+#include "cleave/edge_server/admission_control.h"
 #include "cleave/edge_server/bundle_registry.h"
 #include "cleave/edge_server/dynamic_batcher.h"
 #include "cleave/edge_server/edge_metrics.h"
@@ -21,10 +28,27 @@ namespace cleave::edge_server {
 using RawInferenceService = v1::Inference::WithRawCallbackMethod_Infer<
     v1::Inference::WithRawCallbackMethod_InferStream<v1::Inference::Service>>;
 
+struct InferenceServiceOptions {
+  common::DecodeLimits limits;
+  // Requests a stream may have read and not yet answered (written) before it stops reading.
+  size_t max_stream_inflight = 32;
+};
+
+// One request and its answer, from the read to the write. The reactors own it; its ticket
+// holds the request's share of the memory budget and its peer's slot until the answer is
+// written.
+struct InferCall {
+  v1::InferRequest request;
+  v1::InferResponse response;
+  AdmissionControl::Ticket ticket;
+};
+
 class InferenceService final : public RawInferenceService {
  public:
-  // REQUIRES: `registry` and `batcher` (and `metrics`, which may be null) outlive the service.
-  InferenceService(const BundleRegistry* registry, DynamicBatcher* batcher, EdgeMetrics* metrics);
+  // REQUIRES: `registry`, `batcher` and `admission` (and `metrics`, which may be null) outlive
+  // the service.
+  InferenceService(InferenceServiceOptions options, const BundleRegistry* registry,
+                   DynamicBatcher* batcher, AdmissionControl* admission, EdgeMetrics* metrics);
 
   grpc::ServerUnaryReactor* Infer(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer* request,
@@ -33,15 +57,28 @@ class InferenceService final : public RawInferenceService {
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* InferStream(
       grpc::CallbackServerContext* context) override;
 
-  // Routes one request: NOT_FOUND for an unknown bundle and INVALID_ARGUMENT for a cut it
-  // cannot resume from are answered at once; otherwise the request is queued for the batcher
-  // (RESOURCE_EXHAUSTED at once when the queue is full). `done` is called exactly once.
-  void Submit(const v1::InferRequest* request, RequestContext context, v1::InferResponse* response,
-              std::function<void(absl::Status)> done) const;
+  // Routes one request from `peer`, answering at once NOT_FOUND for an unknown bundle,
+  // INVALID_ARGUMENT for a cut it cannot resume from or a frame whose header does not declare
+  // what the cut takes (at most the bundle's max_request_batch samples), RESOURCE_EXHAUSTED
+  // when the memory budget, the peer's cap or the queue is full. Otherwise charges
+  // call->ticket and queues the request for the batcher. `done` is called exactly once.
+  void Submit(const std::shared_ptr<InferCall>& call, const std::string& peer,
+              RequestContext context, std::function<void(absl::Status)> done) const;
+
+  const InferenceServiceOptions& options() const { return options_; }
 
  private:
+  // The request's bytes in flight: its frame, its declared decoded activation (twice: decoded
+  // and batched), the forward's tensors as measured at load, and the outputs the bundle
+  // declares for its batch.
+  // INVALID_ARGUMENT when the frame's header is not one the cut accepts.
+  absl::StatusOr<uint64_t> AdmissionBytes(const common::Bundle& bundle,
+                                          const v1::InferRequest& request) const;
+
+  const InferenceServiceOptions options_;
   const BundleRegistry* registry_;
   DynamicBatcher* batcher_;
+  AdmissionControl* admission_;
   EdgeMetrics* metrics_;
 };
 

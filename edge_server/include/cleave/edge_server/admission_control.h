@@ -1,0 +1,77 @@
+// Admission control for the edge: a server-wide budget of bytes for the requests in flight
+// (each charged, before anything is decoded, for its frame, its declared decoded activation,
+// the outputs the bundle declares for it and its forward's working memory) and a cap on the
+// requests in flight per peer. No mix of requests then makes the edge allocate for activations
+// beyond its budget, and no one device fills the queue that every device shares.
+//
+// Thread-safety: every method is thread-safe; a Ticket may be destroyed on any thread.
+#ifndef CLEAVE_EDGE_SERVER_ADMISSION_CONTROL_H_
+#define CLEAVE_EDGE_SERVER_ADMISSION_CONTROL_H_
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "cleave/edge_server/edge_metrics.h"
+
+namespace cleave::edge_server {
+
+struct AdmissionOptions {
+  uint64_t max_inflight_bytes = uint64_t{1} << 30;
+  // Requests in flight from one peer (a client connection, as gRPC names it); 0: no cap.
+  size_t max_peer_inflight = 0;
+};
+
+class AdmissionControl {
+ public:
+  // One admitted request: holds its bytes of the budget and its peer's slot until it is
+  // destroyed (or reset by assigning a default-constructed Ticket).
+  class Ticket {
+   public:
+    Ticket() = default;
+    Ticket(Ticket&& other) noexcept { *this = std::move(other); }
+    Ticket& operator=(Ticket&& other) noexcept;
+    ~Ticket() { Release(); }
+
+    uint64_t bytes() const { return bytes_; }
+
+   private:
+    friend class AdmissionControl;
+    void Release();
+
+    AdmissionControl* owner_ = nullptr;
+    uint64_t bytes_ = 0;
+    std::map<std::string, size_t>::iterator peer_;
+  };
+
+  // REQUIRES: `metrics` (may be null) outlives this, and this outlives every Ticket.
+  AdmissionControl(AdmissionOptions options, EdgeMetrics* metrics);
+
+  // Admits request `request_id` of `bytes` from `peer`. RESOURCE_EXHAUSTED, saying which limit
+  // it met, when the budget cannot hold it next to what is in flight or its peer is at its cap.
+  [[nodiscard]] absl::StatusOr<Ticket> Admit(const std::string& peer, uint64_t bytes,
+                                             uint64_t request_id);
+
+  uint64_t inflight_bytes() const;
+  size_t inflight_requests() const;
+  const AdmissionOptions& options() const { return options_; }
+
+ private:
+  void Release(std::map<std::string, size_t>::iterator peer, uint64_t bytes);
+  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+
+  const AdmissionOptions options_;
+  EdgeMetrics* metrics_;
+  mutable std::mutex mutex_;
+  uint64_t bytes_ ABSL_GUARDED_BY(mutex_) = 0;
+  size_t requests_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Requests in flight by peer; a peer's entry goes when its last request does.
+  std::map<std::string, size_t> peers_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace cleave::edge_server
+
+#endif  // CLEAVE_EDGE_SERVER_ADMISSION_CONTROL_H_
