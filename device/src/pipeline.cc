@@ -43,9 +43,26 @@ void Pipeline::Drain() {
   slot_free_.wait(lock, [&] { return next_delivery_ == next_sequence_; });
 }
 
+bool Pipeline::DrainFor(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return slot_free_.wait_for(lock, timeout, [&] { return next_delivery_ == next_sequence_; });
+}
+
+uint64_t Pipeline::duplicate_results() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return duplicates_;
+}
+
 void Pipeline::OnResult(uint64_t sequence, absl::StatusOr<Result> result) {
   std::unique_lock<std::mutex> lock(mutex_);
-  finished_.emplace(sequence, std::move(result));
+  // A second result for a frame: delivered already, being delivered (a delivering thread is
+  // inside on_result_ for next_delivery_ whenever another holds the lock and sees
+  // delivering_), or waiting for its turn.
+  if (sequence < next_delivery_ || (delivering_ && sequence == next_delivery_) ||
+      !finished_.emplace(sequence, std::move(result)).second) {
+    ++duplicates_;
+    return;
+  }
   if (delivering_) return;  // the delivering thread will pick it up in order
   delivering_ = true;
   for (auto next = finished_.find(next_delivery_); next != finished_.end();

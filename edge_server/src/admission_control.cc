@@ -11,13 +11,14 @@ AdmissionControl::Ticket& AdmissionControl::Ticket::operator=(Ticket&& other) no
     Release();
     owner_ = std::exchange(other.owner_, nullptr);
     bytes_ = std::exchange(other.bytes_, 0);
-    peer_ = other.peer_;
+    peer_ = std::move(other.peer_);
   }
   return *this;
 }
 
 void AdmissionControl::Ticket::Release() {
-  if (owner_ != nullptr) std::exchange(owner_, nullptr)->Release(peer_, bytes_);
+  if (owner_ != nullptr) std::exchange(owner_, nullptr)->Release(*peer_, bytes_);
+  peer_.reset();
   bytes_ = 0;
 }
 
@@ -26,7 +27,24 @@ AdmissionControl::AdmissionControl(AdmissionOptions options, EdgeMetrics* metric
   if (metrics_ != nullptr) metrics_->SetInflightBudget(options_.max_inflight_bytes);
 }
 
-absl::StatusOr<AdmissionControl::Ticket> AdmissionControl::Admit(const std::string& peer,
+std::shared_ptr<AdmissionControl::Peer> AdmissionControl::PeerFor(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::weak_ptr<Peer>& slot = peers_[name];
+  if (std::shared_ptr<Peer> known = slot.lock()) return known;
+  // The last holder's release drops the map entry, unless a new Peer took the name meanwhile.
+  std::shared_ptr<Peer> peer(new Peer(name), [this](Peer* gone) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto entry = peers_.find(gone->name());
+      if (entry != peers_.end() && entry->second.expired()) peers_.erase(entry);
+    }
+    delete gone;
+  });
+  slot = peer;
+  return peer;
+}
+
+absl::StatusOr<AdmissionControl::Ticket> AdmissionControl::Admit(const std::shared_ptr<Peer>& peer,
                                                                  uint64_t bytes,
                                                                  uint64_t request_id) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -37,29 +55,28 @@ absl::StatusOr<AdmissionControl::Ticket> AdmissionControl::Admit(const std::stri
         "requests in flight (max_inflight_mb) has ", options_.max_inflight_bytes - bytes_, " of ",
         options_.max_inflight_bytes, " left"));
   }
-  auto entry = peers_.try_emplace(peer, 0).first;
-  if (options_.max_peer_inflight > 0 && entry->second >= options_.max_peer_inflight) {
+  if (options_.max_peer_inflight > 0 && peer->in_flight_ >= options_.max_peer_inflight) {
     if (metrics_ != nullptr) metrics_->RecordRefusal("peer_cap");
     return absl::ResourceExhaustedError(
-        absl::StrCat("request ", request_id, " refused: its connection already has ", entry->second,
-                     " requests in flight (max_peer_inflight)"));
+        absl::StrCat("request ", request_id, " refused: its connection already has ",
+                     peer->in_flight_, " requests in flight (max_peer_inflight)"));
   }
-  ++entry->second;
+  ++peer->in_flight_;
   bytes_ += bytes;
   ++requests_;
   PublishLocked();
   Ticket ticket;
   ticket.owner_ = this;
   ticket.bytes_ = bytes;
-  ticket.peer_ = entry;
+  ticket.peer_ = peer;
   return ticket;
 }
 
-void AdmissionControl::Release(std::map<std::string, size_t>::iterator peer, uint64_t bytes) {
+void AdmissionControl::Release(Peer& peer, uint64_t bytes) {
   std::lock_guard<std::mutex> lock(mutex_);
+  --peer.in_flight_;
   bytes_ -= bytes;
   --requests_;
-  if (--peer->second == 0) peers_.erase(peer);
   PublishLocked();
 }
 

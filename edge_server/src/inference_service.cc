@@ -72,7 +72,7 @@ class UnaryReactor final : public grpc::ServerUnaryReactor {
 class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   StreamReactor(const InferenceService* service, grpc::CallbackServerContext* context)
-      : service_(service), context_(context), peer_(context->peer()) {
+      : service_(service), context_(context), peer_(service->PeerOf(context)) {
     reading_ = true;
     StartRead(&request_);
   }
@@ -172,7 +172,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
 
   const InferenceService* service_;
   grpc::CallbackServerContext* context_;
-  const std::string peer_;
+  const std::shared_ptr<AdmissionControl::Peer> peer_;
   grpc::ByteBuffer request_;  // owned by the outstanding read
   int messages_ = 0;          // requests read so far (reads are sequential)
 
@@ -224,7 +224,7 @@ grpc::ServerUnaryReactor* InferenceService::Infer(grpc::CallbackServerContext* c
                  request_context.arrival + std::chrono::microseconds(call->request.timeout_us()));
   }
   request_context.cancelled = [context] { return context->IsCancelled(); };
-  Submit(call, context->peer(), std::move(request_context),
+  Submit(call, PeerOf(context), std::move(request_context),
          [reactor, call, response_bytes](absl::Status status) {
            Answer(*call, status);
            if (status.ok()) *response_bytes = Serialize(call->response);
@@ -257,7 +257,13 @@ absl::StatusOr<uint64_t> InferenceService::AdmissionBytes(const common::Bundle& 
          static_cast<uint64_t>(bundle.ForwardBytes(cut, batch) + bundle.OutputBytes(batch));
 }
 
-void InferenceService::Submit(const std::shared_ptr<InferCall>& call, const std::string& peer,
+std::shared_ptr<AdmissionControl::Peer> InferenceService::PeerOf(
+    grpc::CallbackServerContext* context) const {
+  return admission_->PeerFor(context->peer());
+}
+
+void InferenceService::Submit(const std::shared_ptr<InferCall>& call,
+                              const std::shared_ptr<AdmissionControl::Peer>& peer,
                               RequestContext context,
                               std::function<void(absl::Status)> done) const {
   const v1::InferRequest& request = call->request;

@@ -4,13 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "cleave/common/bundle.h"
 #include "cleave/common/files.h"
-#include "cleave/partitioner/bundle_writer.h"
 #include "cleave/partitioner/exit_calibration.h"
 #include "cleave/partitioner/exit_heads.h"
-#include "cleave/partitioner/reference_model.h"
 #include "tests/support/test_support.h"
 
 namespace cleave::partitioner {
@@ -22,37 +23,46 @@ common::LabeledImages Slice(const common::LabeledImages& data, int64_t begin, in
   return {data.images.slice(0, begin, end), data.labels.slice(0, begin, end)};
 }
 
-// One briefly trained reference model split at stem and layer2, shared by the suite (training
-// is the slow part). Each test copies the bundle before changing it.
+// One briefly trained reference model split at stem and layer2, shared by the suite: the
+// ExitsModel CTest fixture trains it (`cleave train-reference`) and splits it (`cleave split`)
+// into CLEAVE_EXITS_MODEL_DIR once per CTest run. Each test copies the bundle before changing
+// it. A missing or broken fixture fails every test of the suite (in SetUp); none is skipped.
 class ExitsTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    auto data = common::LoadFashionMnist(common::kFashionMnistDir, "train", 4000);
-    ASSERT_TRUE(data.ok()) << data.status();
-    data_ = new common::LabeledImages(*data);
-    torch::jit::Module model = BuildReferenceModel(5);
-    TrainOptions options;
-    options.epochs = 3;
-    ASSERT_TRUE(TrainClassifier(model, Slice(*data_, 0, 3000), options).ok());
-    const std::string path = testing::SaveModel(model, dir_->File("model.pt"));
-    auto graph = ModelGraph::Load(path, {{1, 1, 28, 28}});
-    ASSERT_TRUE(graph.ok()) << graph.status();
-    auto cuts = (*graph)->ResolveCuts({"stem", "layer2"});
-    ASSERT_TRUE(cuts.ok());
-    cut_ids_ = *cuts;
-    ASSERT_TRUE(WriteBundle(**graph, cut_ids_, dir_->File("plain"), {}).ok());
-  }
+  static void SetUpTestSuite() { suite_error_ = new std::string(LoadShared()); }
 
   static void TearDownTestSuite() {
     delete data_;
-    delete dir_;
+    delete suite_error_;
   }
+
+  // Loads what the tests share; returns what is missing, or "" when everything is there.
+  static std::string LoadShared() {
+    auto data = common::LoadFashionMnist(common::kFashionMnistDir, "train", 4000);
+    if (!data.ok()) return std::string(data.status().message());
+    data_ = new common::LabeledImages(*data);
+    auto bundle = common::Bundle::Load(kPlainBundle);
+    if (!bundle.ok()) {
+      return absl::StrCat("the ExitsModel fixture's bundle: ", bundle.status().message(),
+                          " (run the suite through CTest, which runs the fixture first)");
+    }
+    std::vector<std::string> names;
+    for (const common::CutInfo& cut : (*bundle)->manifest().cuts) {
+      cut_ids_.push_back(cut.id);
+      names.push_back(cut.name);
+    }
+    if (names != std::vector<std::string>{"stem", "layer2"}) {
+      return absl::StrCat(kPlainBundle, " is not cut at stem and layer2");
+    }
+    return "";
+  }
+
+  void SetUp() override { ASSERT_TRUE(suite_error_->empty()) << *suite_error_; }
 
   // A fresh copy of the split bundle, with exit heads trained at both cuts when `with_exits`.
   std::string FreshBundle(bool with_exits) {
     const std::string target = work_.File("bundle");
-    std::filesystem::copy(dir_->File("plain"), target, std::filesystem::copy_options::recursive);
+    std::filesystem::copy(kPlainBundle, target, std::filesystem::copy_options::recursive);
     if (with_exits) {
       auto bundle = common::Bundle::Load(target);
       EXPECT_TRUE(bundle.ok());
@@ -65,13 +75,14 @@ class ExitsTest : public ::testing::Test {
     return target;
   }
 
-  static testing::TempDir* dir_;
+  static constexpr const char* kPlainBundle = CLEAVE_EXITS_MODEL_DIR "/plain";
+  static std::string* suite_error_;
   static common::LabeledImages* data_;
   static std::vector<int> cut_ids_;
   testing::TempDir work_;
 };
 
-testing::TempDir* ExitsTest::dir_ = nullptr;
+std::string* ExitsTest::suite_error_ = nullptr;
 common::LabeledImages* ExitsTest::data_ = nullptr;
 std::vector<int> ExitsTest::cut_ids_;
 

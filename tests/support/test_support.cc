@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <limits>
 #include <memory>
 #include <random>
@@ -264,6 +265,31 @@ CommandResult RunCommand(const std::string& command, bool merge_stderr) {
 
 std::string BinaryPath(const std::string& name) {
   return (fs::path(CLEAVE_BINARY_DIR) / name).string();
+}
+
+std::chrono::milliseconds SchedulingMargin() {
+  static const std::chrono::milliseconds margin = [] {
+    std::chrono::steady_clock::duration latest{0};
+    for (int i = 0; i < 200; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      latest =
+          std::max(latest, std::chrono::steady_clock::now() - start - std::chrono::milliseconds(1));
+    }
+    const auto computed =
+        std::chrono::milliseconds(20) + 10 * std::chrono::ceil<std::chrono::milliseconds>(latest);
+    std::cerr << "scheduling margin " << computed.count() << " ms (latest 1 ms sleep woke "
+              << std::chrono::duration<double, std::milli>(latest).count() << " ms late)\n";
+    return computed;
+  }();
+  return margin;
+}
+
+void AbortStuckTest(const std::string& why) {
+  ADD_FAILURE() << why;
+  std::cout << std::flush;
+  std::cerr << "aborting the test process: " << why << std::endl;
+  std::_Exit(1);
 }
 
 std::string CompressedZerosFrame(const std::vector<int64_t>& shape) {

@@ -6,6 +6,7 @@
 
 #include <torch/script.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -77,6 +78,17 @@ CommandResult RunCommand(const std::string& command, bool merge_stderr = true);
 
 // Path of a project executable ("cleave", "cleave-edge", "cleave-device") in the build tree.
 std::string BinaryPath(const std::string& name);
+
+// How late a deadline-bound answer may be on this machine, from its measured scheduling
+// jitter: 20 ms plus ten times the latest wake-up of 200 sleeps of 1 ms (measured once per
+// process, printed once). Tens of milliseconds on a quiet machine, more on a loaded one; a
+// runtime that waited for a late edge instead of its own timer misses it by far more.
+std::chrono::milliseconds SchedulingMargin();
+
+// Records `why` as a failure and ends the test process at once: for a test whose answer did
+// not come and whose destructors would wait for it, so that it fails by name now instead of
+// at CTest's timeout.
+[[noreturn]] void AbortStuckTest(const std::string& why);
 
 // A well-formed raw float32 frame of `shape` whose payload is zstd-compressed zeros that
 // declare their decoded size: a few KB that ask the receiver for the whole tensor. Built in

@@ -43,9 +43,14 @@ class Pipeline {
 
   // Waits until every submitted frame's result has been delivered.
   void Drain();
+  // The same, for at most `timeout`; false when results are still missing then.
+  [[nodiscard]] bool DrainFor(std::chrono::milliseconds timeout);
 
   // Frames submitted and not yet delivered.
   [[nodiscard]] size_t in_flight() const;
+  // Results that arrived for a frame that already had one: rejected (never delivered), and
+  // counted because the runtime answers each frame exactly once, so any is a defect.
+  [[nodiscard]] uint64_t duplicate_results() const;
 
  private:
   void OnResult(uint64_t sequence, absl::StatusOr<Result> result);
@@ -60,6 +65,7 @@ class Pipeline {
   uint64_t next_delivery_ = 0;                           // the frame whose result is delivered next
   std::map<uint64_t, absl::StatusOr<Result>> finished_;  // out of order, awaiting delivery
   bool delivering_ = false;                              // one thread delivers at a time, in order
+  uint64_t duplicates_ = 0;
 };
 
 }  // namespace cleave::device

@@ -10,8 +10,10 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -27,6 +29,20 @@ struct AdmissionOptions {
 
 class AdmissionControl {
  public:
+  // One peer's requests in flight. Calls hold it for their lifetime (a stream looks it up
+  // once), so admitting a request touches no shared map; it goes when its last holder does.
+  class Peer {
+   public:
+    const std::string& name() const { return name_; }
+
+   private:
+    friend class AdmissionControl;
+    explicit Peer(std::string name) : name_(std::move(name)) {}
+
+    const std::string name_;
+    size_t in_flight_ = 0;  // guarded by the AdmissionControl's mutex_
+  };
+
   // One admitted request: holds its bytes of the budget and its peer's slot until it is
   // destroyed (or reset by assigning a default-constructed Ticket).
   class Ticket {
@@ -44,15 +60,19 @@ class AdmissionControl {
 
     AdmissionControl* owner_ = nullptr;
     uint64_t bytes_ = 0;
-    std::map<std::string, size_t>::iterator peer_;
+    std::shared_ptr<Peer> peer_;
   };
 
-  // REQUIRES: `metrics` (may be null) outlives this, and this outlives every Ticket.
+  // REQUIRES: `metrics` (may be null) outlives this, and this outlives every Ticket and Peer.
   AdmissionControl(AdmissionOptions options, EdgeMetrics* metrics);
+
+  // The peer named `name` (a client connection, as gRPC names it), shared by every call
+  // holding it.
+  [[nodiscard]] std::shared_ptr<Peer> PeerFor(const std::string& name);
 
   // Admits request `request_id` of `bytes` from `peer`. RESOURCE_EXHAUSTED, saying which limit
   // it met, when the budget cannot hold it next to what is in flight or its peer is at its cap.
-  [[nodiscard]] absl::StatusOr<Ticket> Admit(const std::string& peer, uint64_t bytes,
+  [[nodiscard]] absl::StatusOr<Ticket> Admit(const std::shared_ptr<Peer>& peer, uint64_t bytes,
                                              uint64_t request_id);
 
   uint64_t inflight_bytes() const;
@@ -60,16 +80,17 @@ class AdmissionControl {
   const AdmissionOptions& options() const { return options_; }
 
  private:
-  void Release(std::map<std::string, size_t>::iterator peer, uint64_t bytes);
+  void Release(Peer& peer, uint64_t bytes);
   void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const AdmissionOptions options_;
   EdgeMetrics* metrics_;
+  // Guards the totals and every Peer's count; the gauges are set under it, so they always
+  // show the latest totals.
   mutable std::mutex mutex_;
   uint64_t bytes_ ABSL_GUARDED_BY(mutex_) = 0;
   size_t requests_ ABSL_GUARDED_BY(mutex_) = 0;
-  // Requests in flight by peer; a peer's entry goes when its last request does.
-  std::map<std::string, size_t> peers_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, std::weak_ptr<Peer>> peers_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace cleave::edge_server

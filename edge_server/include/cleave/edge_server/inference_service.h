@@ -62,8 +62,13 @@ class InferenceService final : public RawInferenceService {
   // what the cut takes (at most the bundle's max_request_batch samples), RESOURCE_EXHAUSTED
   // when the memory budget, the peer's cap or the queue is full. Otherwise charges
   // call->ticket and queues the request for the batcher. `done` is called exactly once.
-  void Submit(const std::shared_ptr<InferCall>& call, const std::string& peer,
-              RequestContext context, std::function<void(absl::Status)> done) const;
+  void Submit(const std::shared_ptr<InferCall>& call,
+              const std::shared_ptr<AdmissionControl::Peer>& peer, RequestContext context,
+              std::function<void(absl::Status)> done) const;
+
+  // The admission state of the client connection `context` arrived on.
+  [[nodiscard]] std::shared_ptr<AdmissionControl::Peer> PeerOf(
+      grpc::CallbackServerContext* context) const;
 
   const InferenceServiceOptions& options() const { return options_; }
 
