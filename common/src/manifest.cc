@@ -295,6 +295,15 @@ absl::Status BundleManifest::Validate() const {
   return absl::OkStatus();
 }
 
+std::vector<std::string> BundleManifest::Files() const {
+  std::vector<std::string> files;
+  for (const SegmentInfo& segment : segments) files.push_back(segment.module.file);
+  for (const ExitInfo& exit : exits) files.push_back(exit.head.file);
+  for (const FileRef& ref : verification.inputs) files.push_back(ref.file);
+  for (const FileRef& ref : verification.outputs) files.push_back(ref.file);
+  return files;
+}
+
 const CutInfo* BundleManifest::FindCut(int id) const {
   for (const CutInfo& cut : cuts) {
     if (cut.id == id) return &cut;

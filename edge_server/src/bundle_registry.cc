@@ -16,16 +16,21 @@ namespace fs = std::filesystem;
 using common::Log;
 using common::LogLevel;
 
-// Folders under `root` (itself included) that hold a manifest.json, sorted.
+// Folders under `root` (itself included) that hold a manifest.json, sorted. Hidden folders
+// (a name starting with '.') and what is below them are skipped: that is where writers stage a
+// bundle before swapping it in (common::StagedFolder).
 std::vector<std::string> BundleFolders(const std::string& root) {
   std::vector<std::string> dirs;
   std::error_code error;
   if (fs::exists(fs::path(root) / "manifest.json", error)) dirs.push_back(root);
   for (auto it = fs::recursive_directory_iterator(root, error);
        !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
-    if (it->is_directory(error) && fs::exists(it->path() / "manifest.json", error)) {
-      dirs.push_back(it->path().string());
+    if (!it->is_directory(error)) continue;
+    if (it->path().filename().string().rfind('.', 0) == 0) {
+      it.disable_recursion_pending();
+      continue;
     }
+    if (fs::exists(it->path() / "manifest.json", error)) dirs.push_back(it->path().string());
   }
   std::sort(dirs.begin(), dirs.end());
   return dirs;

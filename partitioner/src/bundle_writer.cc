@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 
 constexpr char kManifestFile[] = "manifest.json";
 
-// Writes `bytes` as `relative` inside `dir` and returns its reference for the manifest.
+// Writes `bytes` as `relative` inside `dir` (a staging folder) and returns its reference for
+// the manifest.
 absl::StatusOr<common::FileRef> WriteBundleFile(const std::string& dir, const std::string& relative,
                                                 const std::string& bytes) {
   const fs::path path = fs::path(dir) / relative;
@@ -31,38 +32,19 @@ absl::StatusOr<common::FileRef> WriteBundleFile(const std::string& dir, const st
   return common::FileRef{relative, common::Sha256Hex(bytes)};
 }
 
-// Makes `dir` ready for a new bundle: created when missing; an earlier bundle's files removed;
-// any other non-empty folder refused, so a typo never deletes someone's data.
-absl::Status PrepareDirectory(const std::string& dir) {
+// Refuses a `dir` that is neither missing, empty nor a bundle, so a typo never replaces
+// someone's data.
+absl::Status CheckReplaceable(const std::string& dir) {
   std::error_code error;
-  if (!fs::exists(dir, error)) {
-    fs::create_directories(dir, error);
-    if (error) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("cannot create ", dir, ": ", error.message()));
-    }
-    return absl::OkStatus();
-  }
+  if (!fs::exists(dir, error)) return absl::OkStatus();
   if (!fs::is_directory(dir, error)) {
     return absl::InvalidArgumentError(absl::StrCat(dir, " exists and is not a folder"));
   }
-  if (fs::is_empty(dir, error)) return absl::OkStatus();
-  const fs::path manifest_path = fs::path(dir) / kManifestFile;
-  if (!fs::exists(manifest_path, error)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir, " is not empty and holds no bundle; refusing to write into it"));
+  if (fs::is_empty(dir, error) || fs::exists(fs::path(dir) / kManifestFile, error)) {
+    return absl::OkStatus();
   }
-  auto text = common::ReadFile(manifest_path.string());
-  if (text.ok()) {
-    if (auto old = common::BundleManifest::FromJson(*text, manifest_path.string()); old.ok()) {
-      for (const auto& segment : old->segments)
-        fs::remove(fs::path(dir) / segment.module.file, error);
-      for (const auto& ref : old->verification.inputs) fs::remove(fs::path(dir) / ref.file, error);
-      for (const auto& ref : old->verification.outputs) fs::remove(fs::path(dir) / ref.file, error);
-    }
-  }
-  fs::remove(manifest_path, error);
-  return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat(dir, " is not empty and holds no bundle; refusing to write into it"));
 }
 
 std::vector<common::TensorSpec> SpecsOf(const std::vector<at::Tensor>& tensors) {
@@ -96,7 +78,11 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
     return absl::InvalidArgumentError("clip ranges come from calibration, not from options");
   }
   CLEAVE_ASSIGN_OR_RETURN(std::vector<torch::jit::Module> segments, model.Split(cut_ids));
-  CLEAVE_RETURN_IF_ERROR(PrepareDirectory(dir));
+  CLEAVE_RETURN_IF_ERROR(CheckReplaceable(dir));
+  // Written aside and swapped in whole: the folder holds the old or the new bundle, whenever
+  // this process is stopped, and a watching edge never sees a mix.
+  CLEAVE_ASSIGN_OR_RETURN(common::StagedFolder staged, common::StagedFolder::Begin(dir));
+  const std::string& staging = staged.path();
 
   common::BundleManifest manifest;
   manifest.name = options.name.empty() ? fs::path(model.path()).stem().string() : options.name;
@@ -134,7 +120,7 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
     CLEAVE_ASSIGN_OR_RETURN(std::string bytes, common::SaveTorchScriptToBytes(segments[i]));
     common::SegmentInfo segment;
     CLEAVE_ASSIGN_OR_RETURN(segment.module,
-                            WriteBundleFile(dir, absl::StrCat("segment_", i, ".pt"), bytes));
+                            WriteBundleFile(staging, absl::StrCat("segment_", i, ".pt"), bytes));
     segment.begin_cut = i == 0 ? common::kInputCutId : manifest.cuts[i - 1].id;
     segment.macs = macs_at[i + 1] - macs_at[i];
     segment.param_bytes = param_bytes_at[i + 1] - param_bytes_at[i];
@@ -153,29 +139,27 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
   }
   std::vector<at::Tensor> inputs;
   for (const c10::IValue& input : model.sample_inputs()) inputs.push_back(input.toTensor());
-  CLEAVE_ASSIGN_OR_RETURN(manifest.verification.inputs, WriteFrames(dir, "verify/input_", inputs));
+  CLEAVE_ASSIGN_OR_RETURN(manifest.verification.inputs,
+                          WriteFrames(staging, "verify/input_", inputs));
   CLEAVE_ASSIGN_OR_RETURN(manifest.verification.outputs,
-                          WriteFrames(dir, "verify/output_", outputs));
+                          WriteFrames(staging, "verify/output_", outputs));
   CLEAVE_RETURN_IF_ERROR(manifest.Validate());
 
-  // The manifest goes last: a folder watcher sees either no bundle or a complete one.
   const std::string json = manifest.ToJson();
   CLEAVE_RETURN_IF_ERROR(
-      common::WriteFileAtomically((fs::path(dir) / kManifestFile).string(), json));
+      common::WriteFileAtomically((fs::path(staging) / kManifestFile).string(), json));
 
-  CLEAVE_ASSIGN_OR_RETURN(std::shared_ptr<const common::Bundle> bundle, common::Bundle::Load(dir));
+  // Checked before it replaces anything: a bundle that fails its own check never reaches a
+  // folder a server watches, and the old one stays.
+  CLEAVE_ASSIGN_OR_RETURN(std::shared_ptr<const common::Bundle> bundle,
+                          common::Bundle::Load(staging));
+  CLEAVE_ASSIGN_OR_RETURN(double max_abs_diff, bundle->Verify());
+  CLEAVE_RETURN_IF_ERROR(staged.Commit());
   WrittenBundle written;
   written.dir = dir;
   written.id = bundle->id();
   written.num_segments = segments.size();
-  auto max_abs_diff = bundle->Verify();
-  if (!max_abs_diff.ok()) {
-    // Never leave a bundle that fails its own check where a server could pick it up.
-    std::error_code error;
-    fs::remove(fs::path(dir) / kManifestFile, error);
-    return max_abs_diff.status();
-  }
-  written.max_abs_diff = *max_abs_diff;
+  written.max_abs_diff = max_abs_diff;
   return written;
 }
 

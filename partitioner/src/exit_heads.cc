@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "cleave/common/files.h"
@@ -211,11 +212,16 @@ absl::StatusOr<std::string> AddExitsToBundle(const std::string& dir,
   }
   CLEAVE_ASSIGN_OR_RETURN(auto bundle, common::Bundle::Load(dir));
   common::BundleManifest manifest = bundle->manifest();
+  // The bundle is rebuilt aside and swapped in whole (its segments carried over unchanged), so
+  // the folder holds the old or the new bundle whenever this process is stopped.
+  CLEAVE_ASSIGN_OR_RETURN(common::StagedFolder staged, common::StagedFolder::Begin(dir));
+  std::set<std::string> written;
   for (size_t i = 0; i < cut_ids.size(); ++i) {
     CLEAVE_ASSIGN_OR_RETURN(std::string bytes, common::SaveTorchScriptToBytes(heads[i]));
     const std::string file = absl::StrCat("exit_", cut_ids[i], ".pt");
     CLEAVE_RETURN_IF_ERROR(
-        common::WriteFileAtomically((std::filesystem::path(dir) / file).string(), bytes));
+        common::WriteFileAtomically((std::filesystem::path(staged.path()) / file).string(), bytes));
+    written.insert(file);
     common::ExitInfo exit;
     exit.cut_id = cut_ids[i];
     exit.head = {file, common::Sha256Hex(bytes)};
@@ -238,7 +244,12 @@ absl::StatusOr<std::string> AddExitsToBundle(const std::string& dir,
   }
   std::sort(manifest.exits.begin(), manifest.exits.end(),
             [](const auto& a, const auto& b) { return a.cut_id < b.cut_id; });
-  return RewriteManifest(dir, manifest);
+  for (const std::string& file : manifest.Files()) {
+    if (written.count(file) == 0) CLEAVE_RETURN_IF_ERROR(staged.Keep(file));
+  }
+  CLEAVE_ASSIGN_OR_RETURN(std::string id, RewriteManifest(staged.path(), manifest));
+  CLEAVE_RETURN_IF_ERROR(staged.Commit());
+  return id;
 }
 
 }  // namespace cleave::partitioner

@@ -256,6 +256,19 @@ TEST_F(EdgeServerTest, RepositoryPicksUpNewChangedAndRemovedBundles) {
   EXPECT_EQ(HealthCheck("concat"), kNotServing);
 }
 
+TEST_F(EdgeServerTest, HiddenFoldersWhereWritersStageBundlesAreNotScanned) {
+  // A complete bundle in a hidden folder (where cleave split stages one) is not served; moved
+  // into a visible folder it is.
+  const std::string id = testing::WriteTestBundle(testing::ConcatModel(), dir_.path(),
+                                                  "bundles/concat/.1.staging", {"stem"});
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(server_->RescanBundles().added, 0);
+  EXPECT_EQ(server_->registry().Find(id), nullptr);
+  std::filesystem::rename(dir_.File("bundles/concat/.1.staging"), dir_.File("bundles/concat/1"));
+  EXPECT_EQ(server_->RescanBundles().added, 1);
+  EXPECT_NE(server_->registry().Find(id), nullptr);
+}
+
 TEST_F(EdgeServerTest, ABrokenUpdateIsRefusedAndTheOldBundleKeepsServing) {
   // Write a new version over the old one, then corrupt one of its segments.
   testing::TempDir staging;

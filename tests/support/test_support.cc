@@ -356,16 +356,10 @@ void ResetPeakRss(int pid) {
   EXPECT_TRUE(clear.good()) << "cannot reset the peak resident size of process " << pid;
 }
 
-EdgeProcess::EdgeProcess(const std::string& bundles_dir, const std::vector<std::string>& flags,
-                         uint64_t address_space_limit) {
-  const std::string binary = BinaryPath("cleave-edge");
-  const std::string port_file = dir_.File("port");
-  const std::string log_file = dir_.File("log");
-  std::vector<std::string> args = {binary,        "--bundles",   bundles_dir, "--listen",
-                                   "127.0.0.1:0", "--port-file", port_file};
-  args.insert(args.end(), flags.begin(), flags.end());
-  pid_ = fork();
-  if (pid_ == 0) {
+int StartProcess(std::vector<std::string> args, const std::string& log_file,
+                 uint64_t address_space_limit) {
+  const int pid = fork();
+  if (pid == 0) {
     FILE* log = std::freopen(log_file.c_str(), "w", stdout);
     if (log == nullptr) _exit(127);
     dup2(fileno(stdout), fileno(stderr));
@@ -376,9 +370,32 @@ EdgeProcess::EdgeProcess(const std::string& bundles_dir, const std::vector<std::
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
-    execv(binary.c_str(), argv.data());
+    execv(argv[0], argv.data());
     _exit(127);
   }
+  EXPECT_GT(pid, 0) << "cannot fork for " << args[0];
+  return pid;
+}
+
+void KillProcess(int pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+}
+
+EdgeProcess::EdgeProcess(const std::string& bundles_dir, const std::vector<std::string>& flags,
+                         uint64_t address_space_limit) {
+  const std::string port_file = dir_.File("port");
+  std::vector<std::string> args = {BinaryPath("cleave-edge"),
+                                   "--bundles",
+                                   bundles_dir,
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--port-file",
+                                   port_file};
+  args.insert(args.end(), flags.begin(), flags.end());
+  pid_ = StartProcess(std::move(args), dir_.File("log"), address_space_limit);
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < give_up) {
     std::ifstream in(port_file);
@@ -415,10 +432,7 @@ int EdgeProcess::Stop() {
 }
 
 void EdgeProcess::Kill() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGKILL);
-  int status = 0;
-  waitpid(pid_, &status, 0);
+  KillProcess(pid_);
   pid_ = -1;
   port_ = 0;
 }

@@ -104,6 +104,15 @@ ProcessMemory ReadProcessMemory(int pid);
 // Resets the process's peak resident size (VmHWM) to its current one.
 void ResetPeakRss(int pid);
 
+// Starts `args` (args[0] is the executable's path) as a child process with stdout and stderr
+// going to `log_file`, under an address-space limit when `address_space_limit` (bytes) is
+// nonzero. Returns its pid, or -1 (and fails the test) when it cannot start.
+int StartProcess(std::vector<std::string> args, const std::string& log_file,
+                 uint64_t address_space_limit = 0);
+
+// Sends SIGKILL to `pid` and reaps it.
+void KillProcess(int pid);
+
 // A cleave-edge process on an ephemeral loopback port, stopped (SIGTERM) on destruction.
 class EdgeProcess {
  public:

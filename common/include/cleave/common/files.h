@@ -1,4 +1,7 @@
-// Whole-file reads and atomic writes with errors that name the path.
+// Whole-file reads and crash-safe writes with errors that name the path. A write that is
+// interrupted at any point — the process killed, the machine losing power — leaves the old or
+// the new complete contents, never a mix: files through a temporary file, fsync and rename;
+// folders (bundles) through a hidden staging folder swapped in whole.
 #ifndef CLEAVE_COMMON_FILES_H_
 #define CLEAVE_COMMON_FILES_H_
 
@@ -13,9 +16,49 @@ namespace cleave::common {
 // Returns the contents of `path`; NOT_FOUND when it does not exist.
 [[nodiscard]] absl::StatusOr<std::string> ReadFile(const std::string& path);
 
-// Writes `contents` to `path` through a temporary file and a rename, so readers (such as an
-// edge server watching a bundle folder) never see a half-written file.
+// Writes `contents` to `path` through a temporary file that is fsynced and renamed over it,
+// then fsyncs the folder, so readers (such as an edge server watching a bundle folder) never
+// see a half-written file and a crash leaves the old or the new file.
 [[nodiscard]] absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
+
+// A folder replaced as a whole. Its files are written into a hidden staging folder beside the
+// target (".NAME.staging", which bundle scanners skip); Commit() fsyncs every file and folder
+// in it, swaps it with the target in one step (renameat2 RENAME_EXCHANGE; a plain rename when
+// there is no target yet), fsyncs the parent and removes the old folder. Killed at any point,
+// the target holds the old or the new complete folder; the next Begin for the same target
+// clears what was left. One writer per target at a time.
+//
+// Thread-safety: none (one writer owns it).
+class StagedFolder {
+ public:
+  // Starts replacing `target` (which need not exist). FAILED_PRECONDITION when the target is
+  // not a folder.
+  [[nodiscard]] static absl::StatusOr<StagedFolder> Begin(const std::string& target);
+
+  StagedFolder(StagedFolder&& other) noexcept;
+  StagedFolder& operator=(StagedFolder&&) = delete;
+  // Removes the staging folder unless Commit succeeded.
+  ~StagedFolder();
+
+  // Where to write the new folder's files.
+  const std::string& path() const { return staging_; }
+  const std::string& target() const { return target_; }
+
+  // Carries the target's file `relative` into the new folder unchanged (a hard link, or a copy
+  // across file systems). NOT_FOUND when the target has no such file.
+  [[nodiscard]] absl::Status Keep(const std::string& relative);
+
+  // Makes the staged folder the target (see the class comment). Once it returns OK the
+  // StagedFolder is spent.
+  [[nodiscard]] absl::Status Commit();
+
+ private:
+  StagedFolder(std::string target, std::string staging, std::string old)
+      : target_(std::move(target)), staging_(std::move(staging)), old_(std::move(old)) {}
+
+  std::string target_, staging_, old_;
+  bool committed_ = false;
+};
 
 }  // namespace cleave::common
 

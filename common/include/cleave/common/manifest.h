@@ -101,6 +101,10 @@ struct BundleManifest {
   // listed cuts and every file path stays inside the bundle folder.
   [[nodiscard]] absl::Status Validate() const;
 
+  // Every file the manifest names (segments, exit heads, verification frames), relative to the
+  // bundle folder, in manifest order; manifest.json itself is not among them.
+  [[nodiscard]] std::vector<std::string> Files() const;
+
   // Returns the cut with `id`, or nullptr.
   [[nodiscard]] const CutInfo* FindCut(int id) const;
 
