@@ -3,7 +3,7 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS cleave_proto cleave_units cleave_common cleave_device
+install(TARGETS cleave_proto cleave_units cleave_files cleave_common cleave_device
         EXPORT cleaveTargets
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}

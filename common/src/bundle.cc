@@ -43,7 +43,7 @@ absl::StatusOr<std::vector<at::Tensor>> ReadFrames(const std::string& dir,
 absl::StatusOr<std::shared_ptr<const Bundle>> Bundle::Load(const std::string& dir,
                                                            const LoadOptions& options) {
   const std::string manifest_path = (std::filesystem::path(dir) / "manifest.json").string();
-  auto text = ReadFile(manifest_path);
+  auto text = ReadFile(manifest_path, kMaxTextFileBytes);
   if (!text.ok()) {
     return absl::NotFoundError(absl::StrCat(dir, " is not a bundle: ", text.status().message()));
   }

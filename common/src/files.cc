@@ -52,13 +52,21 @@ absl::Status SyncTree(const std::string& root) {
 
 }  // namespace
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
+absl::StatusOr<std::string> ReadFile(const std::string& path, uint64_t max_bytes) {
   std::error_code error;
-  if (!fs::exists(path, error)) {
-    return absl::NotFoundError(absl::StrCat("file not found: ", path));
-  }
-  if (fs::is_directory(path, error)) {
+  const fs::file_status status = fs::status(path, error);
+  if (!fs::exists(status)) return absl::NotFoundError(absl::StrCat("file not found: ", path));
+  if (fs::is_directory(status)) {
     return absl::InvalidArgumentError(absl::StrCat(path, " is a directory, expected a file"));
+  }
+  if (!fs::is_regular_file(status)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is not a regular file (a device, FIFO or socket)"));
+  }
+  const uint64_t size = fs::file_size(path, error);
+  if (!error && size > max_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is ", size, " bytes, more than the ", max_bytes, " allowed"));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -68,7 +76,12 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ostringstream contents;
   contents << in.rdbuf();
   if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", path));
-  return std::move(contents).str();
+  std::string bytes = std::move(contents).str();
+  if (bytes.size() > max_bytes) {  // grew while being read
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " grew past the ", max_bytes, " bytes allowed while being read"));
+  }
+  return bytes;
 }
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {

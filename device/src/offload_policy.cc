@@ -24,15 +24,12 @@ PolicyDecision LatencyPolicy::Decide(const PolicyInput& input) const {
   PolicyDecision best;
   best.predicted_ms = PredictLocalMs(input);
   if (!input.edge_available) return best;
-  // A candidate that fits the budget beats one that does not; among equals, the faster wins.
-  auto better = [&](double candidate, double incumbent) {
-    const bool fits = candidate <= input.budget_ms, incumbent_fits = incumbent <= input.budget_ms;
-    return fits != incumbent_fits ? fits : candidate < incumbent;
-  };
+  // The fastest prediction wins. The budget cannot change that choice (a candidate within it
+  // is faster than any beyond it); what happens when none fits is the runtime's deadline.
   const size_t last = std::min(input.device_segments, input.edge_tail_ms.size() - 1);
   for (size_t segment = 0; segment <= last; ++segment) {
     const double predicted = PredictOffloadMs(input, segment);
-    if (better(predicted, best.predicted_ms)) {
+    if (predicted < best.predicted_ms) {
       best.offload_segment = segment;
       best.predicted_ms = predicted;
     }

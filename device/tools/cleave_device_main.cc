@@ -58,7 +58,8 @@ absl::StatusOr<int> ResolveCut(const std::string& bundle_dir, const std::string&
   int id = 0;
   if (absl::SimpleAtoi(reference, &id)) return id;
   const std::string path = (std::filesystem::path(bundle_dir) / "manifest.json").string();
-  CLEAVE_ASSIGN_OR_RETURN(std::string json, cleave::common::ReadFile(path));
+  CLEAVE_ASSIGN_OR_RETURN(std::string json,
+                          cleave::common::ReadFile(path, cleave::common::kMaxTextFileBytes));
   CLEAVE_ASSIGN_OR_RETURN(auto manifest, cleave::common::BundleManifest::FromJson(json, path));
   if (const auto* cut = manifest.FindCutNamed(reference)) return cut->id;
   std::vector<std::string> names;
@@ -142,6 +143,7 @@ struct Tally {
   std::map<std::string, int64_t> placements;
   std::map<std::string, int64_t> cuts;  // where edge requests were cut, or exits answered
   std::vector<double> latencies;
+  std::vector<int64_t> predictions;  // the predicted class per input, -1 for a failed one
   std::string first_error;
 };
 
@@ -183,6 +185,7 @@ nlohmann::json Summarize(const RunOptions& run, const cleave::device::Runtime& r
       {"cuts", tally.cuts},
       {"link_estimate", {{"rtt_ms", link.rtt_ms}, {"mbit_per_s", link.bytes_per_ms * 8e-3}}},
   };
+  summary["predictions"] = tally.predictions;
   if (tally.labelled > 0) summary["accuracy"] = share(tally.correct, tally.labelled);
   if (tally.compared > 0) summary["agreement_with_unsplit"] = share(tally.agree, tally.compared);
   if (!tally.first_error.empty()) summary["first_error"] = tally.first_error;
@@ -246,6 +249,7 @@ absl::Status Run(const RunOptions& run) {
 
   const int64_t count = inputs.images.size(0);
   Tally tally;
+  tally.predictions.assign(static_cast<size_t>(count), -1);
   cleave::common::ProgressBar bar("requests", count);
   // Results arrive in order on runtime threads; the tally is theirs until Drain returns.
   auto on_result = [&](uint64_t sequence, absl::StatusOr<cleave::device::Result> result) {
@@ -256,6 +260,7 @@ absl::Status Run(const RunOptions& run) {
     } else {
       ++tally.done;
       const int64_t predicted = result->outputs.at(0).argmax(1).item<int64_t>();
+      tally.predictions[static_cast<size_t>(i)] = predicted;
       std::optional<int64_t> label;
       if (inputs.labels) {
         label = (*inputs.labels)[i].item<int64_t>();

@@ -78,6 +78,12 @@ void AdmissionControl::Release(Peer& peer, uint64_t bytes) {
   bytes_ -= bytes;
   --requests_;
   PublishLocked();
+  if (requests_ == 0) idle_.notify_all();
+}
+
+bool AdmissionControl::AwaitIdle(std::chrono::steady_clock::time_point deadline) const {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return idle_.wait_until(lock, deadline, [this] { return requests_ == 0; });
 }
 
 void AdmissionControl::PublishLocked() {

@@ -53,7 +53,8 @@ BundleRegistry::Changes BundleRegistry::Rescan() {
   Changes changes;
   std::map<std::string, std::string> seen;  // folder -> id found now
   for (const std::string& dir : BundleFolders(root_)) {
-    auto manifest = common::ReadFile((fs::path(dir) / "manifest.json").string());
+    auto manifest =
+        common::ReadFile((fs::path(dir) / "manifest.json").string(), common::kMaxTextFileBytes);
     if (!manifest.ok()) continue;  // removed while scanning
     const std::string id = common::BundleIdOf(*manifest);
     auto known = dir_ids_.find(dir);

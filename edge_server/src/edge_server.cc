@@ -48,7 +48,7 @@ absl::Status ReadBatching(const std::string& path, const std::string& where, con
 }  // namespace
 
 absl::Status ApplyConfigFile(const std::string& path, EdgeServerOptions* options) {
-  CLEAVE_ASSIGN_OR_RETURN(std::string text, common::ReadFile(path));
+  CLEAVE_ASSIGN_OR_RETURN(std::string text, common::ReadFile(path, common::kMaxTextFileBytes));
   try {
     const json config = json::parse(text);
     if (!config.is_object()) return ConfigError(path, "expected a JSON object");
@@ -234,8 +234,18 @@ void EdgeServer::Shutdown(std::chrono::milliseconds grace) {
   stop_watching_.notify_all();
   if (watcher_.joinable()) watcher_.join();
   if (server_ != nullptr) {
+    // NOT_SERVING for checkers and watchers; then every request admitted so far is answered
+    // (new ones get UNAVAILABLE, idle streams end) within the grace; then the server stops,
+    // cancelling what is left, such as health watches, at once instead of waiting them out.
     server_->GetHealthCheckService()->Shutdown();
-    server_->Shutdown(std::chrono::system_clock::now() + grace);
+    service_->Drain();
+    const bool drained = admission_->AwaitIdle(std::chrono::steady_clock::now() + grace);
+    if (!drained) {
+      Log(LogLevel::kWarning, "drain_timeout",
+          {{"in_flight", absl::StrCat(admission_->inflight_requests())},
+           {"grace_ms", absl::StrCat(grace.count())}});
+    }
+    server_->Shutdown(std::chrono::system_clock::now());
   }
   if (batcher_ != nullptr) batcher_->Shutdown();
   if (http_ != nullptr) http_->Shutdown();

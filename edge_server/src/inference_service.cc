@@ -5,6 +5,7 @@
 #include <deque>
 #include <mutex>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "cleave/common/status_macros.h"
@@ -69,12 +70,25 @@ class UnaryReactor final : public grpc::ServerUnaryReactor {
 // admission ticket until written. The reactor finishes once the client has half-closed (or
 // sent a message that is not a request: the stream then ends INVALID_ARGUMENT), every accepted
 // request has been answered and every write has completed; only then is it deleted (OnDone).
-class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+                            public DrainableStream {
  public:
-  StreamReactor(const InferenceService* service, grpc::CallbackServerContext* context)
+  StreamReactor(InferenceService* service, grpc::CallbackServerContext* context)
       : service_(service), context_(context), peer_(service->PeerOf(context)) {
+    service_->AddStream(this);
     reading_ = true;
     StartRead(&request_);
+  }
+
+  // Reads no more; the stream ends (UNAVAILABLE: the edge is shutting down) once what it
+  // admitted is answered and written.
+  void Drain() override {
+    std::unique_lock<std::mutex> lock(mutex_);
+    draining_ = true;
+    if (final_status_.ok()) {
+      final_status_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the edge is shutting down");
+    }
+    MaybeFinish(lock);
   }
 
   void OnReadDone(bool ok) override {
@@ -128,7 +142,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     MaybeFinish(lock);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    service_->RemoveStream(this);
+    delete this;
+  }
 
  private:
   struct Write {
@@ -155,22 +172,27 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
 
   // Starts the next read when none is outstanding and the stream has room for a request.
   void MaybeRead(std::unique_lock<std::mutex>& lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    if (reading_ || reads_done_ || in_flight_ >= service_->options().max_stream_inflight) return;
+    if (reading_ || reads_done_ || draining_ ||
+        in_flight_ >= service_->options().max_stream_inflight) {
+      return;
+    }
     reading_ = true;
     StartRead(&request_);
   }
 
-  // Finishes the call once nothing is left to do. Finish runs after unlocking: from a worker
-  // thread it may let gRPC run OnDone, which deletes this reactor and its mutex.
+  // Finishes the call once nothing is left to do: the client has half-closed (or the stream is
+  // draining), every admitted request is answered and every write done. A draining stream may
+  // finish with a read outstanding; gRPC completes that read with ok=false. Finish runs after
+  // unlocking: from a worker thread it may let gRPC run OnDone, which deletes this reactor.
   void MaybeFinish(std::unique_lock<std::mutex>& lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    if (!reads_done_ || in_flight_ > 0 || writing_ || finished_) return;
+    if (!(reads_done_ || draining_) || in_flight_ > 0 || writing_ || finished_) return;
     finished_ = true;
     const grpc::Status status = final_status_;
     lock.unlock();
     Finish(status);
   }
 
-  const InferenceService* service_;
+  InferenceService* const service_;
   grpc::CallbackServerContext* context_;
   const std::shared_ptr<AdmissionControl::Peer> peer_;
   grpc::ByteBuffer request_;  // owned by the outstanding read
@@ -184,6 +206,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   bool reading_ ABSL_GUARDED_BY(mutex_) = false;  // a read is outstanding
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mutex_) = false;
+  bool draining_ ABSL_GUARDED_BY(mutex_) = false;
   bool broken_ ABSL_GUARDED_BY(mutex_) = false;
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
 };
@@ -262,6 +285,26 @@ std::shared_ptr<AdmissionControl::Peer> InferenceService::PeerOf(
   return admission_->PeerFor(context->peer());
 }
 
+void InferenceService::AddStream(DrainableStream* stream) {
+  std::lock_guard<std::recursive_mutex> lock(streams_mutex_);
+  streams_.insert(stream);
+  if (draining_) stream->Drain();
+}
+
+void InferenceService::RemoveStream(DrainableStream* stream) {
+  std::lock_guard<std::recursive_mutex> lock(streams_mutex_);
+  streams_.erase(stream);
+}
+
+void InferenceService::Drain() {
+  // Recursive: a stream told to drain may finish, and gRPC may run its OnDone (which removes
+  // it) on this thread. A copy, because it does.
+  std::lock_guard<std::recursive_mutex> lock(streams_mutex_);
+  draining_ = true;
+  const std::vector<DrainableStream*> streams(streams_.begin(), streams_.end());
+  for (DrainableStream* stream : streams) stream->Drain();
+}
+
 void InferenceService::Submit(const std::shared_ptr<InferCall>& call,
                               const std::shared_ptr<AdmissionControl::Peer>& peer,
                               RequestContext context,
@@ -275,6 +318,11 @@ void InferenceService::Submit(const std::shared_ptr<InferCall>& call,
     call->ticket = AdmissionControl::Ticket();
     done(std::move(status));
   };
+  if (draining_) {
+    refuse("unknown", absl::UnavailableError(absl::StrCat("request ", request.request_id(),
+                                                          " refused: the edge is shutting down")));
+    return;
+  }
   std::shared_ptr<const common::Bundle> bundle = registry_->Find(request.bundle_id());
   if (bundle == nullptr) {
     refuse("unknown", absl::NotFoundError(absl::StrCat("unknown bundle id '", request.bundle_id(),

@@ -82,13 +82,14 @@ struct PlanFlags {
 };
 
 absl::StatusOr<partitioner::ModelProfile> ReadProfile(const std::string& path) {
-  CLEAVE_ASSIGN_OR_RETURN(std::string text, common::ReadFile(path));
+  CLEAVE_ASSIGN_OR_RETURN(std::string text, common::ReadFile(path, common::kMaxTextFileBytes));
   return partitioner::ModelProfile::FromJson(text, path);
 }
 
 // The exits a calibrated bundle carries, with the share of inputs expected to leave at each.
 absl::StatusOr<std::vector<partitioner::ExitExpectation>> ReadExits(const std::string& dir) {
-  CLEAVE_ASSIGN_OR_RETURN(std::string text, common::ReadFile(dir + "/manifest.json"));
+  CLEAVE_ASSIGN_OR_RETURN(std::string text,
+                          common::ReadFile(dir + "/manifest.json", common::kMaxTextFileBytes));
   CLEAVE_ASSIGN_OR_RETURN(auto manifest, common::BundleManifest::FromJson(text, dir));
   std::vector<partitioner::ExitExpectation> exits;
   for (const common::ExitInfo& exit : manifest.exits) {
@@ -303,7 +304,7 @@ void AddPlanCommand(CLI::App& app, absl::Status* status) {
 
 absl::StatusOr<PlannedSplit> ReadPlanFor(const std::string& plan_path,
                                          const std::string& model_sha256) {
-  CLEAVE_ASSIGN_OR_RETURN(std::string text, common::ReadFile(plan_path));
+  CLEAVE_ASSIGN_OR_RETURN(std::string text, common::ReadFile(plan_path, common::kMaxTextFileBytes));
   CLEAVE_ASSIGN_OR_RETURN(partitioner::SplitPlan plan,
                           partitioner::SplitPlan::FromJson(text, plan_path));
   if (plan.model_sha256 != model_sha256) {

@@ -28,6 +28,22 @@ TEST(FilesTest, WriteFileAtomicallyReplacesTheFileAndLeavesNoTemporary) {
   EXPECT_FALSE(WriteFileAtomically(dir.File("no/such/folder/x"), "x").ok());
 }
 
+TEST(FilesTest, ReadFileRefusesDevicesFifosAndFilesBeyondItsBoundBeforeReading) {
+  testing::TempDir dir;
+  auto device = ReadFile("/dev/zero");  // would never end
+  EXPECT_EQ(device.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(device.status().message()), HasSubstr("not a regular file"));
+  ASSERT_EQ(mkfifo(dir.File("fifo").c_str(), 0600), 0);
+  EXPECT_THAT(std::string(ReadFile(dir.File("fifo")).status().message()),
+              HasSubstr("not a regular file"));
+  ASSERT_TRUE(WriteFileAtomically(dir.File("four"), "four").ok());
+  EXPECT_EQ(ReadFile(dir.File("four"), 4).value_or(""), "four");
+  auto large = ReadFile(dir.File("four"), 3);
+  EXPECT_EQ(large.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(large.status().message()), HasSubstr("4 bytes, more than the 3"));
+  EXPECT_THAT(std::string(ReadFile(dir.path()).status().message()), HasSubstr("directory"));
+}
+
 TEST(FilesTest, AStagedFolderReplacesTheTargetWholeAndKeepsWhatItIsTold) {
   testing::TempDir dir;
   const std::string target = dir.File("bundles/net/1");

@@ -314,6 +314,81 @@ TEST_F(ResilienceTest, PipelineDeliversInOrderWhatCompletesOutOfOrder) {
   }
 }
 
+TEST_F(ResilienceTest, APartitionAndABandwidthCollapseWithDeviceAndEdgeInTheLoop) {
+  // A device offloading every frame through the link emulator: the link is partitioned for
+  // 1.5 s, healed, collapsed to 50 kbit/s (a frame then takes far longer than the deadline)
+  // for 2 s, and restored. Every frame is answered once by its deadline; none comes from the
+  // edge while the link cannot carry it; and after each fault the device is back on the edge
+  // within the circuit breaker's open time plus its jitter and a margin.
+  DelayedEdge edge(dir_.File("bundles"), milliseconds(5));
+  ASSERT_TRUE(edge.running());
+  const milliseconds deadline(300);
+  auto runtime = MakeRuntime(Offloading({edge.address()}, deadline));
+  ASSERT_NE(runtime, nullptr);
+  const EdgeClientOptions client;  // the runtime's defaults: backoff and circuit breaker
+  const milliseconds back_within = client.open_for + client.open_for / 5 + milliseconds(1000);
+  enum Phase { kClear, kPartitioned, kHealed, kCollapsed, kRestored, kDone };
+  const std::vector<std::pair<Phase, milliseconds>> schedule = {
+      {kClear, milliseconds(1000)},
+      {kPartitioned, milliseconds(1500)},
+      {kHealed, back_within + milliseconds(1000)},
+      {kCollapsed, milliseconds(2000)},
+      {kRestored, back_within + milliseconds(1000)}};
+  std::mutex mutex;
+  std::map<uint64_t, std::pair<Phase, Clock::time_point>> submitted;  // phase, start
+  std::map<uint64_t, Result> results;
+  std::map<uint64_t, int> deliveries;
+  std::map<uint64_t, Clock::time_point> answered;
+  auto pipeline = std::make_unique<Pipeline>(
+      runtime.get(), 2, [&](uint64_t sequence, absl::StatusOr<Result> result) {
+        std::lock_guard<std::mutex> lock(mutex);
+        ++deliveries[sequence];
+        answered[sequence] = Clock::now();
+        EXPECT_TRUE(result.ok()) << "request " << sequence << ": " << result.status();
+        if (result.ok()) results.emplace(sequence, *std::move(result));
+      });
+  std::map<Phase, Clock::time_point> began;
+  for (const auto& [phase, length] : schedule) {
+    began[phase] = Clock::now();
+    if (phase == kPartitioned) edge.link->SetPartitioned(true);
+    if (phase == kHealed) edge.link->SetPartitioned(false);
+    if (phase == kCollapsed) edge.link->SetBandwidth(link_emulator::Direction::kBoth, 50'000);
+    if (phase == kRestored) edge.link->SetBandwidth(link_emulator::Direction::kBoth, 0);
+    while (Clock::now() - began[phase] < length) {
+      auto sequence = pipeline->Submit(at::rand({1, 3, 8, 8}));
+      ASSERT_TRUE(sequence.ok()) << sequence.status();
+      std::lock_guard<std::mutex> lock(mutex);
+      submitted[*sequence] = {phase, Clock::now()};
+    }
+  }
+  if (!pipeline->DrainFor(deadline + Margin())) testing::AbortStuckTest("frames never answered");
+  EXPECT_EQ(pipeline->duplicate_results(), 0u);
+  pipeline.reset();
+  std::map<Phase, int> edge_answers;
+  std::map<Phase, Clock::time_point> first_edge_answer;
+  for (const auto& [sequence, entry] : submitted) {
+    const auto [phase, start] = entry;
+    EXPECT_EQ(deliveries[sequence], 1) << "request " << sequence;
+    EXPECT_LE(answered[sequence] - start, deadline + Margin()) << "request " << sequence;
+    auto result = results.find(sequence);
+    if (result == results.end() || result->second.placement != Placement::kEdge) continue;
+    ++edge_answers[phase];
+    if (first_edge_answer.count(phase) == 0) first_edge_answer[phase] = answered[sequence];
+  }
+  EXPECT_GT(edge_answers[kClear], 0);
+  EXPECT_EQ(edge_answers[kPartitioned], 0);
+  // The emulator's token bucket lets a short burst through at the new rate: one frame may
+  // still cross in time, no more.
+  EXPECT_LE(edge_answers[kCollapsed], 1);
+  for (Phase after : {kHealed, kRestored}) {
+    ASSERT_GT(edge_answers[after], 0) << "never back on the edge after phase " << after;
+    const auto back = first_edge_answer[after] - began[after];
+    std::cerr << "back on the edge " << std::chrono::duration<double>(back).count()
+              << " s after phase " << after << " began\n";
+    EXPECT_LE(back, back_within) << "phase " << after;
+  }
+}
+
 TEST_F(ResilienceTest, FailsOverToTheNextEdgeWhenTheFirstDies) {
   testing::EdgeProcess first(dir_.File("bundles"));
   testing::EdgeProcess second(dir_.File("bundles"));

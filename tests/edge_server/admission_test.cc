@@ -132,15 +132,6 @@ class HeldRequestsTest : public EdgeServerTest {
     return call;
   }
 
-  // Waits up to 10 s until the server holds `count` requests in flight.
-  void AwaitInflight(double count) {
-    const auto give_up = Clock::now() + std::chrono::seconds(10);
-    while (Metric("cleave_edge_inflight_requests") != count && Clock::now() < give_up) {
-      std::this_thread::sleep_for(milliseconds(2));
-    }
-    ASSERT_EQ(Metric("cleave_edge_inflight_requests"), count);
-  }
-
   // A stub on a connection of its own (a second device).
   std::unique_ptr<v1::Inference::Stub> SecondConnection() {
     grpc::ChannelArguments arguments;

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cleave/common/files.h"
+#include "cleave/common/sha256.h"
 #include "tests/edge_server/edge_test_fixture.h"
 
 namespace cleave::edge_server {
@@ -158,7 +159,7 @@ TEST_F(SlowQueueEdgeTest, ACancelledRequestIsNeverComputed) {
   const v1::InferRequest request = Request(Cut(0), ActivationAt(0, at::rand({1, 3, 8, 8})));
   stub_->async()->Infer(&context, &request, &response,
                         [&](grpc::Status status) { done.set_value(status); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  AwaitInflight(1);  // queued, waiting for its batch
   context.TryCancel();
   EXPECT_EQ(done.get_future().get().error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_TRUE(MetricsEventuallyContain("status=\"CANCELLED\"} 1"));
@@ -172,7 +173,7 @@ TEST_F(SlowQueueEdgeTest, BundlesSwappedWhileARequestIsQueuedDoNotFailIt) {
     return CallWithDeadline(Request(Cut(0), ActivationAt(0, at::rand({1, 3, 8, 8}))), &response,
                             std::chrono::seconds(30));
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  AwaitInflight(1);  // admitted with the bundle, waiting for its batch
   std::filesystem::remove_all(dir_.File("bundles/residual"));
   EXPECT_EQ(server_->RescanBundles().removed, 1);
   EXPECT_TRUE(queued.get().ok());  // it holds the bundle it was admitted with
@@ -280,6 +281,34 @@ TEST_F(EdgeServerTest, ABrokenUpdateIsRefusedAndTheOldBundleKeepsServing) {
   const BundleRegistry::Changes changes = server_->RescanBundles();
   EXPECT_EQ(changes.refused, 1);
   EXPECT_EQ(changes.removed, 0);
+  ASSERT_NE(server_->registry().Find(bundle_id_), nullptr);
+  ExpectServerStillServes();
+}
+
+TEST_F(EdgeServerTest, AnUpdateWhoseHashesMatchButWhoseSampleDoesNotIsRefused) {
+  // Every file matches its hash, but the stored expected output is not what the segments
+  // compute: the equivalence check, not the hash check, must refuse it.
+  testing::TempDir staging;
+  testing::WriteTestBundle(original_, staging.path(), "b", {"block1"});
+  common::BundleManifest manifest = testing::ReadManifest(staging.File("b"));
+  const std::string wrong = *common::EncodeFrame(at::full({1, 10}, 42.0f));
+  const common::FileRef& output = manifest.verification.outputs.at(0);
+  ASSERT_TRUE(common::WriteFileAtomically(staging.File("b/" + output.file), wrong).ok());
+  manifest.verification.outputs[0].sha256 = common::Sha256Hex(wrong);
+  ASSERT_TRUE(common::WriteFileAtomically(staging.File("b/manifest.json"), manifest.ToJson()).ok());
+  std::filesystem::remove_all(dir_.File("bundles/residual/1"));
+  std::filesystem::copy(staging.File("b"), dir_.File("bundles/residual/2"),
+                        std::filesystem::copy_options::recursive);
+  std::filesystem::copy(staging.File("b"), dir_.File("bundles/residual/1"),
+                        std::filesystem::copy_options::recursive);
+  auto loaded = common::Bundle::Load(staging.File("b"));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();  // hashes match
+  EXPECT_EQ((*loaded)->Verify().status().code(), absl::StatusCode::kFailedPrecondition);
+  const BundleRegistry::Changes changes = server_->RescanBundles();
+  EXPECT_EQ(changes.refused, 2);
+  EXPECT_EQ(changes.added, 0);
+  EXPECT_EQ(server_->registry().Find((*loaded)->id()), nullptr);
+  // Folder 1's old bundle keeps serving: its replacement was refused.
   ASSERT_NE(server_->registry().Find(bundle_id_), nullptr);
   ExpectServerStillServes();
 }

@@ -14,6 +14,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "cleave/common/bundle.h"
 #include "cleave/common/tensor_frame.h"
@@ -102,6 +103,17 @@ class EdgeServerTest : public ::testing::Test {
       if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
     }
     return -1;
+  }
+
+  // Waits up to 10 s until the server holds `count` requests in flight (admitted, not yet
+  // answered): a request has reached the queue once the count includes it.
+  void AwaitInflight(double count) const {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (Metric("cleave_edge_inflight_requests") != count &&
+           std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_EQ(Metric("cleave_edge_inflight_requests"), count);
   }
 
   // grpc.health.v1.Health/Check for `service`: the ServingStatus (1 SERVING, 2 NOT_SERVING),

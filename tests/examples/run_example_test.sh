@@ -2,20 +2,25 @@
 # Proves cleave::device is installable: `cmake --install` into a fresh prefix, then
 # examples/robot_loop — a separate CMake project using find_package(cleave) — is configured,
 # built against that prefix and run over a real bundle against a real cleave-edge.
-# Usage: run_example_test.sh BUILD_DIR SOURCE_DIR
+# Usage: run_example_test.sh BUILD_DIR SOURCE_DIR [CXX_COMPILER [CXX_FLAGS]]
+# (a sanitizer build passes its compiler and flags: the example must be built like the library)
 set -euo pipefail
 build="$1"
 source_dir="$2"
+compiler="${3:-}"
+flags="${4:-}"
 bin="$build/bin"
 work="$(mktemp -d -t cleave-example.XXXXXX)"
 source "$source_dir/scripts/edge_process.sh"
 trap 'kill_edge; rm -rf "$work"' EXIT
 
 cmake --install "$build" --prefix "$work/prefix" > "$work/install.log"
-launcher=()
-if command -v ccache > /dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+configure=()
+if command -v ccache > /dev/null; then configure=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+if [[ -n "$compiler" ]]; then configure+=(-DCMAKE_CXX_COMPILER="$compiler"); fi
+if [[ -n "$flags" ]]; then configure+=(-DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags"); fi
 cmake -S "$source_dir/examples/robot_loop" -B "$work/example" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$work/prefix" "${launcher[@]}" > "$work/configure.log" ||
+  -DCMAKE_PREFIX_PATH="$work/prefix" "${configure[@]}" > "$work/configure.log" ||
   { cat "$work/configure.log"; exit 1; }
 cmake --build "$work/example" > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 

@@ -797,7 +797,8 @@ TEST(ControlCommandTest, CommandsChangeTheLinkAndBadOnesExplain) {
   for (const Case& bad :
        {Case{"bandwidth 5mb", "bad bit rate '5mb'"}, Case{"delay soon", "bad duration 'soon'"},
         Case{"partition maybe", "expected 'partition on|off'"},
-        Case{"trace /nonexistent.trace", "cannot open trace file"},
+        Case{"trace /nonexistent.trace", "trace file: file not found"},
+        Case{"trace /dev/zero", "not a regular file"},
         Case{"frobnicate", "unknown command 'frobnicate'"}}) {
     auto reply = ExecuteControlCommand(*emulator, bad.line);
     ASSERT_FALSE(reply.ok()) << bad.line;

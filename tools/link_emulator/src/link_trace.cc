@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "cleave/common/files.h"
 
 namespace cleave::link_emulator {
 namespace {
@@ -105,12 +104,13 @@ absl::StatusOr<LinkTrace> ParseLinkTrace(absl::string_view text, absl::string_vi
 }
 
 absl::StatusOr<LinkTrace> ReadLinkTrace(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open trace file ", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading trace file ", path));
-  return ParseLinkTrace(text.str(), path);
+  // A regular file of bounded size only: the path may come from the control socket.
+  auto text = common::ReadFile(path, common::kMaxTextFileBytes);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(),
+                        absl::StrCat("trace file: ", text.status().message()));
+  }
+  return ParseLinkTrace(*text, path);
 }
 
 }  // namespace cleave::link_emulator

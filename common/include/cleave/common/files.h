@@ -5,6 +5,7 @@
 #ifndef CLEAVE_COMMON_FILES_H_
 #define CLEAVE_COMMON_FILES_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -13,8 +14,17 @@
 
 namespace cleave::common {
 
-// Returns the contents of `path`; NOT_FOUND when it does not exist.
-[[nodiscard]] absl::StatusOr<std::string> ReadFile(const std::string& path);
+// Files larger than this are refused by ReadFile unless the caller names a bound.
+inline constexpr uint64_t kMaxFileBytes = uint64_t{4} << 30;
+// Bounds for the small files cleave reads: manifests, configs, profiles, plans and traces.
+inline constexpr uint64_t kMaxTextFileBytes = uint64_t{64} << 20;
+
+// Returns the contents of `path` when it is a regular file (or a link to one) of at most
+// `max_bytes` bytes. NOT_FOUND when it does not exist; INVALID_ARGUMENT naming the path for a
+// folder, a device, a FIFO or a larger file — checked before anything is read, so a path like
+// /dev/zero cannot make a reader allocate without bound.
+[[nodiscard]] absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                                   uint64_t max_bytes = kMaxFileBytes);
 
 // Writes `contents` to `path` through a temporary file that is fsynced and renamed over it,
 // then fsyncs the folder, so readers (such as an edge server watching a bundle folder) never

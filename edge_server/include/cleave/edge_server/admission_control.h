@@ -8,6 +8,8 @@
 #ifndef CLEAVE_EDGE_SERVER_ADMISSION_CONTROL_H_
 #define CLEAVE_EDGE_SERVER_ADMISSION_CONTROL_H_
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -77,6 +79,8 @@ class AdmissionControl {
 
   uint64_t inflight_bytes() const;
   size_t inflight_requests() const;
+  // Waits until no request is in flight or `deadline` passes; true when none is.
+  [[nodiscard]] bool AwaitIdle(std::chrono::steady_clock::time_point deadline) const;
   const AdmissionOptions& options() const { return options_; }
 
  private:
@@ -88,6 +92,7 @@ class AdmissionControl {
   // Guards the totals and every Peer's count; the gauges are set under it, so they always
   // show the latest totals.
   mutable std::mutex mutex_;
+  mutable std::condition_variable idle_;  // notified when the last request in flight goes
   uint64_t bytes_ ABSL_GUARDED_BY(mutex_) = 0;
   size_t requests_ ABSL_GUARDED_BY(mutex_) = 0;
   std::map<std::string, std::weak_ptr<Peer>> peers_ ABSL_GUARDED_BY(mutex_);

@@ -81,8 +81,9 @@ class EdgeServer {
   // Rescans the bundle folder now (the watcher also does this periodically).
   BundleRegistry::Changes RescanBundles();
 
-  // Stops accepting calls, lets in-flight calls finish within `grace` (then cancels them), and
-  // stops the workers. Idempotent.
+  // Drains and stops: health goes NOT_SERVING, new requests are answered UNAVAILABLE, the
+  // requests already admitted are answered within `grace` (then the rest is cancelled), idle
+  // streams and health watches end, and the workers stop. Idempotent.
   void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(5));
 
  private:

@@ -10,10 +10,14 @@
 #ifndef CLEAVE_EDGE_SERVER_INFERENCE_SERVICE_H_
 #define CLEAVE_EDGE_SERVER_INFERENCE_SERVICE_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "cleave/edge_server/admission_control.h"
 #include "cleave/edge_server/bundle_registry.h"
@@ -41,6 +45,15 @@ struct InferCall {
   v1::InferRequest request;
   v1::InferResponse response;
   AdmissionControl::Ticket ticket;
+};
+
+// A stream the service can ask to end once it has answered what it admitted (Drain).
+class DrainableStream {
+ public:
+  virtual void Drain() = 0;
+
+ protected:
+  ~DrainableStream() = default;
 };
 
 class InferenceService final : public RawInferenceService {
@@ -72,6 +85,14 @@ class InferenceService final : public RawInferenceService {
 
   const InferenceServiceOptions& options() const { return options_; }
 
+  // Begins an orderly shutdown: new requests are answered UNAVAILABLE, and every stream stops
+  // reading and ends once it has answered and written what it admitted, so a server Shutdown
+  // need not wait its grace for idle device streams. Idempotent.
+  void Drain();
+  // Streams register for Drain while they live.
+  void AddStream(DrainableStream* stream);
+  void RemoveStream(DrainableStream* stream);
+
  private:
   // The request's bytes in flight: its frame, its declared decoded activation (twice: decoded
   // and batched), the forward's tensors as measured at load, and the outputs the bundle
@@ -85,6 +106,9 @@ class InferenceService final : public RawInferenceService {
   DynamicBatcher* batcher_;
   AdmissionControl* admission_;
   EdgeMetrics* metrics_;
+  std::atomic<bool> draining_{false};
+  std::recursive_mutex streams_mutex_;
+  std::set<DrainableStream*> streams_ ABSL_GUARDED_BY(streams_mutex_);
 };
 
 // Maps an absl status to the gRPC status with the same code and message.
