@@ -8,7 +8,15 @@
 namespace cleave::device {
 
 Pipeline::Pipeline(Runtime* runtime, size_t max_in_flight, ResultCallback on_result)
-    : runtime_(runtime),
+    : Pipeline(
+          [runtime](at::Tensor input, InferOptions options,
+                    std::function<void(absl::StatusOr<Result>)> done) {
+            runtime->InferAsync(std::move(input), std::move(options), std::move(done));
+          },
+          max_in_flight, std::move(on_result)) {}
+
+Pipeline::Pipeline(StartFrame start, size_t max_in_flight, ResultCallback on_result)
+    : start_(std::move(start)),
       max_in_flight_(std::max<size_t>(1, max_in_flight)),
       on_result_(std::move(on_result)) {}
 
@@ -32,9 +40,9 @@ absl::StatusOr<uint64_t> Pipeline::Submit(at::Tensor input, InferOptions options
     }
     sequence = next_sequence_++;
   }
-  runtime_->InferAsync(
-      std::move(input), std::move(options),
-      [this, sequence](absl::StatusOr<Result> result) { OnResult(sequence, std::move(result)); });
+  start_(std::move(input), std::move(options), [this, sequence](absl::StatusOr<Result> result) {
+    OnResult(sequence, std::move(result));
+  });
   return sequence;
 }
 

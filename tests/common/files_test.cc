@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <thread>
 
 #include "tests/support/test_support.h"
 
@@ -26,6 +29,30 @@ TEST(FilesTest, WriteFileAtomicallyReplacesTheFileAndLeavesNoTemporary) {
   EXPECT_FALSE(fs::exists(path + ".tmp"));
   EXPECT_EQ(ReadFile(dir.File("missing")).status().code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(WriteFileAtomically(dir.File("no/such/folder/x"), "x").ok());
+}
+
+// A reader (an edge rescanning, a planner reading a profile) opening the file while it is
+// rewritten sees the old or the new contents whole, never a truncated or half-written file.
+TEST(FilesTest, AReaderSeesTheOldOrTheNewFileWholeWhileItIsRewritten) {
+  testing::TempDir dir;
+  const std::string path = dir.File("profile.json");
+  const size_t size = 8 << 20;
+  const std::string versions[] = {std::string(size, 'a'), std::string(size, 'b')};
+  ASSERT_TRUE(WriteFileAtomically(path, versions[0]).ok());
+  std::atomic<bool> writing{true};
+  std::atomic<int> reads{0}, torn{0};
+  std::thread reader([&] {
+    while (writing) {
+      const std::string seen = Contents(path);
+      ++reads;
+      if (seen != versions[0] && seen != versions[1]) ++torn;
+    }
+  });
+  for (int i = 1; i <= 20; ++i) ASSERT_TRUE(WriteFileAtomically(path, versions[i % 2]).ok());
+  writing = false;
+  reader.join();
+  EXPECT_GT(reads, 0);
+  EXPECT_EQ(torn, 0) << "of " << reads << " reads";
 }
 
 TEST(FilesTest, ReadFileRefusesDevicesFifosAndFilesBeyondItsBoundBeforeReading) {

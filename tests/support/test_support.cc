@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -358,8 +359,12 @@ void ResetPeakRss(int pid) {
 
 int StartProcess(std::vector<std::string> args, const std::string& log_file,
                  uint64_t address_space_limit) {
+  const int parent = getpid();
   const int pid = fork();
   if (pid == 0) {
+    // The child dies with the test (the forking thread, which is the test's), also when a
+    // stuck test ends itself with AbortStuckTest or the watchdog: no edge outlives its test.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(125);
     FILE* log = std::freopen(log_file.c_str(), "w", stdout);
     if (log == nullptr) _exit(127);
     dup2(fileno(stdout), fileno(stderr));

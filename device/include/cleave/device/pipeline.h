@@ -27,8 +27,15 @@ class Pipeline {
   // results wait for it: it must not call Submit or Drain (they may wait on deliveries).
   using ResultCallback = std::function<void(uint64_t sequence, absl::StatusOr<Result> result)>;
 
+  // How a frame is started: `done` must be called once with its result (Runtime::InferAsync).
+  using StartFrame = std::function<void(at::Tensor input, InferOptions options,
+                                        std::function<void(absl::StatusOr<Result>)> done)>;
+
   // REQUIRES: `runtime` outlives the pipeline; max_in_flight >= 1.
   Pipeline(Runtime* runtime, size_t max_in_flight, ResultCallback on_result);
+  // Frames started by `start` instead of a runtime (for a caller with its own executor, and
+  // for tests that answer frames late, out of order or twice).
+  Pipeline(StartFrame start, size_t max_in_flight, ResultCallback on_result);
   // Waits for every submitted frame (each ends by its own deadline).
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
@@ -55,7 +62,7 @@ class Pipeline {
  private:
   void OnResult(uint64_t sequence, absl::StatusOr<Result> result);
 
-  Runtime* const runtime_;
+  const StartFrame start_;
   const size_t max_in_flight_;
   const ResultCallback on_result_;
 
