@@ -139,6 +139,25 @@ FAULTS = [
         "tests": [("cleave_integration_tests", "SplitInferenceTest.*:CliTest.*")],
     },
     {
+        "id": "calibration-loosens-thresholds",
+        "fault": "exits calibrate writes thresholds half the ones it chose (its report unchanged)",
+        "file": "partitioner/src/exit_calibration.cc",
+        "old": "? std::optional<double>(report.thresholds[e]) : std::nullopt;",
+        "new": "? std::optional<double>(report.thresholds[e] * 0.5) : std::nullopt;",
+        "targets": ["cleave_exits_tests"],
+        "tests": [("cleave_exits_tests", "ExitsTest.*")],
+    },
+    {
+        "id": "liveness-ignores-branches",
+        "fault": "cut discovery ignores uses inside an If's branches when it computes liveness",
+        "file": "partitioner/src/model_graph.cc",
+        "old": "      last_use = std::max(last_use, TopLevelPosition(use.user, graph, positions, count));",
+        "new": "      if (use.user->owningBlock() != graph.block()) continue;\n"
+               "      last_use = std::max(last_use, TopLevelPosition(use.user, graph, positions, count));",
+        "targets": ["cleave_partitioner_tests"],
+        "tests": [("cleave_partitioner_tests", "ModelGraphTest.*")],
+    },
+    {
         "id": "write-in-place",
         "fault": "files are written in place instead of to a temporary file renamed over them",
         "file": "common/src/files.cc",

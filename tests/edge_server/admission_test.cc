@@ -102,6 +102,36 @@ TEST_F(RequestBatchTest, ABundleThatAllowsBatchesServesThemUpToItsLimit) {
   EXPECT_THAT(status.error_message(), HasSubstr("dimension 0 (the batch) is 5, outside 1..4"));
 }
 
+// max_activation_elements bounds one frame whatever the bundle allows: a batch the bundle
+// accepts but whose frame declares more elements than the limit is refused from its header.
+class ElementLimitTest : public RequestBatchTest {
+ protected:
+  void Configure(EdgeServerOptions* options) override {
+    RequestBatchTest::Configure(options);
+    uint64_t per_sample = 1;
+    for (int64_t dim : CutShape(*bundle_, 0, 1)) per_sample *= static_cast<uint64_t>(dim);
+    max_elements_ = 2 * per_sample;  // batches of 1 and 2 fit, 4 (which the bundle allows) not
+    options->limits.max_elements = max_elements_;
+  }
+  uint64_t max_elements_ = 0;
+};
+
+TEST_F(ElementLimitTest, AFrameBeyondMaxActivationElementsIsRefusedAndSmallerOnesServed) {
+  const std::string decoded = "cleave_edge_decoded_bytes_total{model=\"residual\"}";
+  const at::Tensor small = ActivationAt(0, at::rand({1, 3, 8, 8}));
+  ASSERT_LE(static_cast<uint64_t>(small.numel()), max_elements_);
+  v1::InferResponse response;
+  ASSERT_TRUE(Call(Request(Cut(0), small), &response).ok());
+  const double decoded_before = Metric(decoded);
+  const at::Tensor large = ActivationAt(0, at::rand({4, 3, 8, 8}));
+  ASSERT_GT(static_cast<uint64_t>(large.numel()), max_elements_);
+  grpc::Status status = Call(Request(Cut(0), large), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("limit"));
+  EXPECT_EQ(Metric(decoded), decoded_before);
+  ExpectServerStillServes();
+}
+
 // Requests wait in the queue: one worker, and a batch waits `kHold` to fill, so a test can
 // have several requests in flight at once.
 class HeldRequestsTest : public EdgeServerTest {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "nlohmann/json.hpp"
@@ -136,6 +138,47 @@ TEST_F(CliTest, ProfilePlanThenSplitAtThePlannedCuts) {
   std::vector<int> cuts;
   for (const auto& cut : manifest["cuts"]) cuts.push_back(cut["id"]);
   EXPECT_EQ(cuts, plan_json["bundle_cuts"].get<std::vector<int>>());
+}
+
+TEST_F(CliTest, PlanOptionsReachThePlan) {
+  ASSERT_EQ(Run("profile " + model_ + " --input-shape 1,3,8,8 --runs 1 --batch-sizes 1 -o " +
+                dir_.File("p.json"))
+                .exit_code,
+            0);
+  auto inspect = Run("inspect " + model_ + " --input-shape 1,3,8,8 --json");
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  const int64_t stem = nlohmann::json::parse(inspect.output)["cuts"][1]["id"].get<int64_t>();
+  // A deadline between all-on-device and what the 1 Mbit/s link costs: some candidates miss it.
+  auto plan = Run("plan " + model_ + " --input-shape 1,3,8,8 --device-profile " +
+                  dir_.File("p.json") + " --edge-profile " + dir_.File("p.json") +
+                  " --bandwidth 1mbit --rtt 2ms --codec fp16 --zstd-level 3 --cuts stem" +
+                  " --deadline 5ms -o " + dir_.File("plan.json"));
+  ASSERT_EQ(plan.exit_code, 0) << plan.output;
+  const auto json = nlohmann::json::parse(std::ifstream(dir_.File("plan.json")));
+  EXPECT_EQ(json["codec"]["name"], "fp16");
+  EXPECT_EQ(json["codec"]["zstd_level"], 3);
+  EXPECT_DOUBLE_EQ(json["deadline_ms"].get<double>(), 5.0);
+  ASSERT_EQ(json["links"].size(), 1u);
+  // Only the named cut competes (with all-on-device and sending the input).
+  for (const auto& cost : json["links"][0]["ranked"]) {
+    if (cost["cut_id"].is_null() || cost["cut_id"] == 0) continue;
+    EXPECT_EQ(cost["cut_id"], stem) << cost.dump();
+  }
+  // Feasible means within the deadline, for every candidate; all on device makes it, sending
+  // anything over 1 Mbit/s with a 2 ms round trip does not.
+  std::set<bool> feasible;
+  for (const auto& cost : json["links"][0]["ranked"]) {
+    EXPECT_EQ(cost["feasible"].get<bool>(), cost["expected_ms"].get<double>() <= 5.0)
+        << cost.dump();
+    feasible.insert(cost["feasible"].get<bool>());
+  }
+  EXPECT_EQ(feasible.size(), 2u) << "the deadline should split the candidates";
+  for (const auto& cut : json["bundle_cuts"]) EXPECT_EQ(cut, stem);
+  auto unknown_cut =
+      Run("plan " + model_ + " --input-shape 1,3,8,8 --device-profile " + dir_.File("p.json") +
+          " --edge-profile " + dir_.File("p.json") + " --bandwidth 1mbit --cuts nowhere");
+  EXPECT_EQ(unknown_cut.exit_code, 1);
+  EXPECT_THAT(unknown_cut.output, HasSubstr("nowhere"));
 }
 
 TEST_F(CliTest, PlanningErrorsNameWhatWasWrong) {
