@@ -146,8 +146,8 @@ TEST(ModelGraphTest, ControlFlowIsNeverCutInside) {
   // mean; none inside a branch (where `h * 2.0` or `h - 1.0` would be one), since a segment
   // cannot start half way through an If.
   const std::vector<CutPoint> cuts = model->Cuts(Granularity::kNode);
-  EXPECT_THAT(Names(cuts), ElementsAre("input", "stem/conv2d", "stem/batch_norm", "stem", "If",
-                                       "mean"));
+  EXPECT_THAT(Names(cuts),
+              ElementsAre("input", "stem/conv2d", "stem/batch_norm", "stem", "If", "mean"));
   std::vector<int> ids;
   for (const CutPoint& cut : cuts) {
     if (cut.info.id != common::kInputCutId) ids.push_back(cut.info.id);
