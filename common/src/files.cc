@@ -39,6 +39,19 @@ std::string ParentOf(const std::string& path) {
   return parent.empty() ? std::string(".") : parent.string();
 }
 
+// Writes `contents` to `path` as it is: no temporary file, no fsync.
+absl::Status WritePlainFile(const std::string& path, absl::string_view contents) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  }
+  out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+  out.flush();
+  if (!out) return absl::DataLossError(absl::StrCat("error writing ", path));
+  return absl::OkStatus();
+}
+
 // Every file and folder under `root`, then `root` itself.
 absl::Status SyncTree(const std::string& root) {
   std::error_code error;
@@ -86,16 +99,7 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, uint64_t max_bytes
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
   const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("cannot write ", temporary, ": ", std::strerror(errno)));
-    }
-    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-    out.flush();
-    if (!out) return absl::DataLossError(absl::StrCat("error writing ", temporary));
-  }
+  CLEAVE_RETURN_IF_ERROR(WritePlainFile(temporary, contents));
   CLEAVE_RETURN_IF_ERROR(SyncPath(temporary, /*folder=*/false));
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
     return ErrnoError(absl::StrCat("rename ", temporary, " to"), path);
@@ -148,6 +152,17 @@ StagedFolder::~StagedFolder() {
   if (committed_ || staging_.empty()) return;
   std::error_code error;
   fs::remove_all(staging_, error);
+}
+
+absl::Status StagedFolder::Write(const std::string& relative, absl::string_view contents) {
+  const fs::path path = fs::path(staging_) / relative;
+  std::error_code error;
+  fs::create_directories(path.parent_path(), error);
+  if (error) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create ", path.parent_path().string(), ": ", error.message()));
+  }
+  return WritePlainFile(path.string(), contents);
 }
 
 absl::Status StagedFolder::Keep(const std::string& relative) {

@@ -17,18 +17,12 @@ namespace fs = std::filesystem;
 
 constexpr char kManifestFile[] = "manifest.json";
 
-// Writes `bytes` as `relative` inside `dir` (a staging folder) and returns its reference for
-// the manifest.
-absl::StatusOr<common::FileRef> WriteBundleFile(const std::string& dir, const std::string& relative,
+// Writes `bytes` as the staged bundle's file `relative` and returns its reference for the
+// manifest.
+absl::StatusOr<common::FileRef> WriteBundleFile(common::StagedFolder& staged,
+                                                const std::string& relative,
                                                 const std::string& bytes) {
-  const fs::path path = fs::path(dir) / relative;
-  std::error_code error;
-  fs::create_directories(path.parent_path(), error);
-  if (error) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot create ", path.parent_path().string(), ": ", error.message()));
-  }
-  CLEAVE_RETURN_IF_ERROR(common::WriteFileAtomically(path.string(), bytes));
+  CLEAVE_RETURN_IF_ERROR(staged.Write(relative, bytes));
   return common::FileRef{relative, common::Sha256Hex(bytes)};
 }
 
@@ -56,14 +50,14 @@ std::vector<common::TensorSpec> SpecsOf(const std::vector<at::Tensor>& tensors) 
   return specs;
 }
 
-absl::StatusOr<std::vector<common::FileRef>> WriteFrames(const std::string& dir,
+absl::StatusOr<std::vector<common::FileRef>> WriteFrames(common::StagedFolder& staged,
                                                          const std::string& prefix,
                                                          const std::vector<at::Tensor>& tensors) {
   std::vector<common::FileRef> refs;
   for (size_t i = 0; i < tensors.size(); ++i) {
     CLEAVE_ASSIGN_OR_RETURN(std::string frame, common::EncodeFrame(tensors[i]));
     CLEAVE_ASSIGN_OR_RETURN(common::FileRef ref,
-                            WriteBundleFile(dir, absl::StrCat(prefix, i, ".frame"), frame));
+                            WriteBundleFile(staged, absl::StrCat(prefix, i, ".frame"), frame));
     refs.push_back(std::move(ref));
   }
   return refs;
@@ -82,7 +76,6 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
   // Written aside and swapped in whole: the folder holds the old or the new bundle, whenever
   // this process is stopped, and a watching edge never sees a mix.
   CLEAVE_ASSIGN_OR_RETURN(common::StagedFolder staged, common::StagedFolder::Begin(dir));
-  const std::string& staging = staged.path();
 
   common::BundleManifest manifest;
   manifest.name = options.name.empty() ? fs::path(model.path()).stem().string() : options.name;
@@ -120,7 +113,7 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
     CLEAVE_ASSIGN_OR_RETURN(std::string bytes, common::SaveTorchScriptToBytes(segments[i]));
     common::SegmentInfo segment;
     CLEAVE_ASSIGN_OR_RETURN(segment.module,
-                            WriteBundleFile(staging, absl::StrCat("segment_", i, ".pt"), bytes));
+                            WriteBundleFile(staged, absl::StrCat("segment_", i, ".pt"), bytes));
     segment.begin_cut = i == 0 ? common::kInputCutId : manifest.cuts[i - 1].id;
     segment.macs = macs_at[i + 1] - macs_at[i];
     segment.param_bytes = param_bytes_at[i + 1] - param_bytes_at[i];
@@ -140,19 +133,18 @@ absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::ve
   std::vector<at::Tensor> inputs;
   for (const c10::IValue& input : model.sample_inputs()) inputs.push_back(input.toTensor());
   CLEAVE_ASSIGN_OR_RETURN(manifest.verification.inputs,
-                          WriteFrames(staging, "verify/input_", inputs));
+                          WriteFrames(staged, "verify/input_", inputs));
   CLEAVE_ASSIGN_OR_RETURN(manifest.verification.outputs,
-                          WriteFrames(staging, "verify/output_", outputs));
+                          WriteFrames(staged, "verify/output_", outputs));
   CLEAVE_RETURN_IF_ERROR(manifest.Validate());
 
   const std::string json = manifest.ToJson();
-  CLEAVE_RETURN_IF_ERROR(
-      common::WriteFileAtomically((fs::path(staging) / kManifestFile).string(), json));
+  CLEAVE_RETURN_IF_ERROR(staged.Write(kManifestFile, json));
 
   // Checked before it replaces anything: a bundle that fails its own check never reaches a
   // folder a server watches, and the old one stays.
   CLEAVE_ASSIGN_OR_RETURN(std::shared_ptr<const common::Bundle> bundle,
-                          common::Bundle::Load(staging));
+                          common::Bundle::Load(staged.path()));
   CLEAVE_ASSIGN_OR_RETURN(double max_abs_diff, bundle->Verify());
   CLEAVE_RETURN_IF_ERROR(staged.Commit());
   WrittenBundle written;

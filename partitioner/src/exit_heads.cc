@@ -219,8 +219,7 @@ absl::StatusOr<std::string> AddExitsToBundle(const std::string& dir,
   for (size_t i = 0; i < cut_ids.size(); ++i) {
     CLEAVE_ASSIGN_OR_RETURN(std::string bytes, common::SaveTorchScriptToBytes(heads[i]));
     const std::string file = absl::StrCat("exit_", cut_ids[i], ".pt");
-    CLEAVE_RETURN_IF_ERROR(
-        common::WriteFileAtomically((std::filesystem::path(staged.path()) / file).string(), bytes));
+    CLEAVE_RETURN_IF_ERROR(staged.Write(file, bytes));
     written.insert(file);
     common::ExitInfo exit;
     exit.cut_id = cut_ids[i];

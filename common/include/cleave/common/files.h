@@ -54,6 +54,10 @@ class StagedFolder {
   const std::string& path() const { return staging_; }
   const std::string& target() const { return target_; }
 
+  // Writes the new folder's file `relative` (folders created as needed). Nothing is fsynced
+  // here: Commit syncs the whole staged tree once.
+  [[nodiscard]] absl::Status Write(const std::string& relative, absl::string_view contents);
+
   // Carries the target's file `relative` into the new folder unchanged (a hard link, or a copy
   // across file systems). NOT_FOUND when the target has no such file.
   [[nodiscard]] absl::Status Keep(const std::string& relative);
