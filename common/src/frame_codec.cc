@@ -381,6 +381,27 @@ std::string CodecLabel(Codec codec, int zstd_level) {
                          : absl::StrCat(CodecName(codec), "+zstd", zstd_level);
 }
 
+double EstimateFrameBytes(double elements, const CodecSpec& spec) {
+  double per_element = 4.0;
+  switch (spec.codec) {
+    case Codec::kRaw:
+      per_element = 4.0;
+      break;
+    case Codec::kFloat16:
+    case Codec::kBFloat16:
+      per_element = 2.0;
+      break;
+    case Codec::kInt8:
+    case Codec::kInt8PerChannel:
+      per_element = 1.0;
+      break;
+    case Codec::kInt4:
+      per_element = 0.5;
+      break;
+  }
+  return kFrameHeaderBytes + elements * per_element * (spec.zstd_level != 0 ? 0.6 : 1.0);
+}
+
 absl::StatusOr<std::string> EncodeFrameBytes(const TensorView& view, const CodecSpec& spec) {
   if (FrameDtypeSize(view.dtype) == 0) return absl::InvalidArgumentError("unknown dtype");
   if (view.shape.size() > 255) return absl::InvalidArgumentError("cannot encode rank > 255");

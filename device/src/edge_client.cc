@@ -1,32 +1,66 @@
-#include "cleave/device/edge_client.h"
+#include "device/src/edge_client.h"
 
 #include <grpcpp/create_channel.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/support/proto_buffer_reader.h>
 
-#include <chrono>
-#include <cstdint>
+#include <algorithm>
 #include <deque>
-#include <map>
-#include <random>
 #include <tuple>
 #include <utility>
-#include <vector>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "cleave/common/tsan_annotations.h"
+#include "cleave/proto/status.h"
+#include "cleave/v1/inference.pb.h"
 
 namespace cleave::device {
+namespace {
 
-// One bidirectional stream. A hold keeps the call open while requests may still be written
-// from outside gRPC's callbacks; it is released when the stream is closed or breaks, after
-// which gRPC runs OnDone and the stream deletes itself.
+constexpr char kInferStream[] = "/cleave.v1.Inference/InferStream";
+
+// Serialising a message we built cannot fail short of memory exhaustion.
+grpc::ByteBuffer Serialize(const v1::InferRequest& request) {
+  grpc::ByteBuffer bytes;
+  bool own_buffer = false;
+  (void)grpc::SerializationTraits<v1::InferRequest>::Serialize(request, &bytes, &own_buffer);
+  return bytes;
+}
+
+// Parses an answer ourselves, so that a message that is not one fails the stream with a reason
+// instead of gRPC's generic deserialization failure.
+bool Parse(const grpc::ByteBuffer& bytes, v1::InferResponse* response) {
+  grpc::ByteBuffer copy(bytes);  // shares the slices
+  grpc::ProtoBufferReader reader(&copy);
+  return response->ParseFromZeroCopyStream(&reader);
+}
+
+}  // namespace
+
+size_t EdgeAnswer::output_bytes() const {
+  size_t bytes = 0;
+  for (const std::string& output : outputs) bytes += output.size();
+  return bytes;
+}
+
+double EdgeAnswer::edge_ms() const {
+  return static_cast<double>(queue_us + decode_us + compute_us + encode_us) / 1000.0;
+}
+
+// One bidirectional stream of serialized messages. A hold keeps the call open while requests
+// may still be written from outside gRPC's callbacks; it is released when the stream is closed
+// or breaks, after which gRPC runs OnDone and the stream deletes itself.
 // Reactions (OnWriteDone, OnReadDone) may release the hold under the stream's lock: gRPC
-// runs OnDone only after the running reaction returns.
+// runs OnDone only after the running reaction returns. Every hand-off to gRPC is marked for
+// TSan (tsan_annotations.h).
 class EdgeClient::Stream final
-    : public grpc::ClientBidiReactor<v1::InferRequest, v1::InferResponse> {
+    : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  Stream(EdgeClient* owner, v1::Inference::Stub* stub) : owner_(owner) {
-    stub->async()->InferStream(&context_, this);
+  Stream(EdgeClient* owner, grpc::GenericStub* stub) : owner_(owner) {
+    stub->PrepareBidiStreamingCall(&context_, kInferStream, grpc::StubOptions(), this);
+    CLEAVE_TSAN_RELEASE(this);
     StartRead(&response_);
     AddHold();
     StartCall();
@@ -35,7 +69,7 @@ class EdgeClient::Stream final
   // Queues `request` unless the stream no longer takes writes (then returns false and leaves
   // `request` as it was). Sets *start when the caller now owns the one write gRPC allows at a
   // time: it must then call StartQueuedWrite, holding none of its own locks.
-  bool Enqueue(v1::InferRequest&& request, bool* start) {
+  bool Enqueue(grpc::ByteBuffer&& request, bool* start) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (closed_) return false;
     writes_.push_back(std::move(request));
@@ -49,11 +83,12 @@ class EdgeClient::Stream final
   // take that lock, while the write call itself lasts tens of microseconds. The stream outlives
   // the write: its hold is not released while a write is under way.
   void StartQueuedWrite() {
-    v1::InferRequest* next = nullptr;
+    grpc::ByteBuffer* next = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       next = &writes_.front();  // deque references survive push_back
     }
+    CLEAVE_TSAN_RELEASE(this);
     StartWrite(next);
   }
 
@@ -68,6 +103,7 @@ class EdgeClient::Stream final
     }
     // Outside the lock: removing the last hold lets gRPC run OnDone (and delete us) at once.
     if (release) {
+      CLEAVE_TSAN_RELEASE(this);
       StartWritesDone();
       RemoveHold();
     }
@@ -76,6 +112,7 @@ class EdgeClient::Stream final
   void Cancel() { context_.TryCancel(); }
 
   void OnWriteDone(bool ok) override {
+    CLEAVE_TSAN_ACQUIRE(this);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       writes_.pop_front();
@@ -90,39 +127,83 @@ class EdgeClient::Stream final
   }
 
   void OnReadDone(bool ok) override {
+    CLEAVE_TSAN_ACQUIRE(this);
+    v1::InferResponse response;
+    if (ok && !Parse(response_, &response)) {
+      // Not an answer: nothing on this stream can be trusted to match its request any more.
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        broken_ = absl::StrCat("sent a message of ", response_.Length(),
+                               " bytes that is not a cleave.v1.InferResponse");
+      }
+      context_.TryCancel();
+      ok = false;
+    }
+    response_.Clear();
     if (!ok) {
       std::lock_guard<std::mutex> lock(mutex_);
       closed_ = true;
       if (!writing_) ReleaseLocked(/*writes_done=*/false);
       return;
     }
-    owner_->Deliver(std::move(response_));
-    response_.Clear();
+    const uint64_t request_id = response.request_id();  // before the answer takes it apart
+    owner_->Deliver(request_id, ToAnswer(std::move(response)));
+    CLEAVE_TSAN_RELEASE(this);
     StartRead(&response_);
   }
 
   void OnDone(const grpc::Status& status) override {
-    owner_->StreamDone(this, status);
+    CLEAVE_TSAN_ACQUIRE(this);
+    std::string broken;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      broken = std::move(broken_);
+    }
+    owner_->StreamDone(this, !broken.empty() ? absl::DataLossError(broken)
+                             : status.ok()   ? absl::UnavailableError("stream closed")
+                                             : proto::FromGrpcStatus(status));
     delete this;
   }
 
  private:
-  void ReleaseLocked(bool writes_done) {
+  // The in-band status of `response` ("edge TARGET: ..." when it failed), or its answer.
+  absl::StatusOr<EdgeAnswer> ToAnswer(v1::InferResponse response) const {
+    if (absl::Status status = proto::ResponseStatus(response); !status.ok()) {
+      return absl::Status(status.code(),
+                          absl::StrCat("edge ", owner_->target(), ": ", status.message()));
+    }
+    EdgeAnswer answer;
+    answer.outputs.reserve(static_cast<size_t>(response.outputs_size()));
+    for (std::string& output : *response.mutable_outputs()) {
+      answer.outputs.push_back(std::move(output));
+    }
+    const v1::ServerTimings& timings = response.timings();
+    answer.queue_us = timings.queue_us();
+    answer.decode_us = timings.decode_us();
+    answer.compute_us = timings.compute_us();
+    answer.encode_us = timings.encode_us();
+    return answer;
+  }
+
+  void ReleaseLocked(bool writes_done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (released_) return;
     released_ = true;
+    CLEAVE_TSAN_RELEASE(this);
     if (writes_done) StartWritesDone();
     RemoveHold();
   }
 
   EdgeClient* owner_;
   grpc::ClientContext context_;
-  v1::InferResponse response_;  // owned by the outstanding read
+  grpc::ByteBuffer response_;  // owned by the outstanding read
 
   std::mutex mutex_;
-  std::deque<v1::InferRequest> writes_;  // front() is being written while writing_
-  bool writing_ = false;
-  bool closed_ = false;
-  bool released_ = false;
+  // front() is being written while writing_
+  std::deque<grpc::ByteBuffer> writes_ ABSL_GUARDED_BY(mutex_);
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool closed_ ABSL_GUARDED_BY(mutex_) = false;
+  bool released_ ABSL_GUARDED_BY(mutex_) = false;
+  std::string broken_ ABSL_GUARDED_BY(mutex_);  // why the client broke the stream off
 };
 
 namespace {
@@ -161,20 +242,6 @@ absl::Status Refusal(absl::Status status) {
   return status;
 }
 
-// Per-client jitter seed. std::random_device may have no entropy source on a small device (and
-// throw): the clock and the client's address then differ between clients well enough.
-uint64_t JitterSeed(const void* client) {
-  uint64_t seed = 0;
-  try {
-    std::random_device device;
-    seed = uint64_t{device()} << 32 | device();
-  } catch (const std::exception&) {
-    seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
-           reinterpret_cast<uintptr_t>(client);
-  }
-  return seed | 1;  // xorshift never leaves 0
-}
-
 }  // namespace
 
 bool EdgeClient::IsRefusal(const absl::Status& status) {
@@ -185,43 +252,8 @@ EdgeClient::EdgeClient(const std::string& target, EdgeClientOptions options)
     : target_(target),
       options_(std::move(options)),
       channel_(SharedChannel(target, options_)),
-      stub_(v1::Inference::NewStub(channel_)),
-      jitter_state_(JitterSeed(this)) {}
-
-bool EdgeClient::Available() const { return Clock::now() >= available_at(); }
-
-EdgeClient::Clock::time_point EdgeClient::available_at() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return blocked_until_;
-}
-
-int EdgeClient::consecutive_failures() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return consecutive_failures_;
-}
-
-void EdgeClient::ReportSuccess() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  consecutive_failures_ = 0;
-  blocked_until_ = Clock::time_point();
-}
-
-void EdgeClient::ReportFailure() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  ++consecutive_failures_;
-  std::chrono::milliseconds delay = options_.open_for;
-  if (consecutive_failures_ < options_.failure_threshold) {
-    const int doublings = std::min(consecutive_failures_ - 1, 20);
-    delay = std::min(options_.max_backoff, options_.min_backoff * (1 << doublings));
-  }
-  // +-20% jitter from a per-client xorshift seeded at random: cheap, and a fleet does not
-  // retry in lockstep.
-  jitter_state_ ^= jitter_state_ << 13;
-  jitter_state_ ^= jitter_state_ >> 7;
-  jitter_state_ ^= jitter_state_ << 17;
-  const double factor = 0.8 + 0.4 * static_cast<double>(jitter_state_ % 1000) / 1000.0;
-  blocked_until_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(delay * factor);
-}
+      stub_(channel_),
+      breaker_(options_) {}
 
 EdgeClient::~EdgeClient() {
   std::unique_lock<std::mutex> lock(mutex_);
@@ -234,66 +266,71 @@ EdgeClient::~EdgeClient() {
   }
 }
 
-void EdgeClient::Send(v1::InferRequest request, Callback done) {
-  const uint64_t id = request.request_id();
-  std::unique_lock<std::mutex> lock(mutex_);
+uint64_t EdgeClient::Send(EdgeRequest request, Callback done) {
+  const uint64_t id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
   // A refused request's callback runs without our lock: it may report the failure or send
   // again.
-  if (closing_) {
-    lock.unlock();
-    done(Refusal(absl::CancelledError("edge client is shutting down")));
-    return;
+  if (std::string refused = breaker_.Refusal(); !refused.empty()) {
+    done(Refusal(absl::UnavailableError(absl::StrCat("edge ", target_, " ", refused))));
+    return id;
   }
-  if (const Clock::time_point now = Clock::now(); now < blocked_until_) {
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(blocked_until_ - now);
-    absl::Status refused = absl::UnavailableError(
-        absl::StrCat("edge ", target_, " skipped for ", wait.count(), " ms more after ",
-                     consecutive_failures_, " consecutive failures",
-                     consecutive_failures_ >= options_.failure_threshold ? " (circuit open)" : ""));
-    lock.unlock();
-    done(Refusal(std::move(refused)));
-    return;
+  v1::InferRequest message;
+  message.set_request_id(id);
+  message.set_bundle_id(std::move(request.bundle_id));
+  message.set_cut_id(request.cut_id);
+  message.set_activation(std::move(request.frame));
+  message.set_timeout_us(static_cast<uint64_t>(std::max<int64_t>(0, request.timeout.count())));
+  grpc::ByteBuffer bytes = Serialize(message);
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    if (closing_) {
+      lock.unlock();
+      done(Refusal(absl::CancelledError("edge client is shutting down")));
+      return id;
+    }
+    if (current_ == nullptr) {
+      current_ = new Stream(this, &stub_);
+      live_.insert(current_);
+    }
+    Stream* stream = current_;
+    // Registered as pending and queued on this stream in one step under our lock, so
+    // StreamDone can fail exactly the requests of a broken stream.
+    pending_[id] = Pending{std::move(done), stream};
+    bool start = false;
+    if (stream->Enqueue(std::move(bytes), &start)) {
+      lock.unlock();
+      if (start) stream->StartQueuedWrite();
+      return id;
+    }
+    // The stream closed between lookup and write: open a fresh one for the same request.
+    current_ = nullptr;
+    done = std::move(pending_[id].done);
+    pending_.erase(id);
   }
-  if (current_ == nullptr) {
-    current_ = new Stream(this, stub_.get());
-    live_.insert(current_);
-  }
-  Stream* stream = current_;
-  // Registered as pending and queued on this stream in one step under our lock, so
-  // StreamDone can fail exactly the requests of a broken stream.
-  pending_[id] = Pending{std::move(done), stream};
-  bool start = false;
-  if (stream->Enqueue(std::move(request), &start)) {
-    lock.unlock();
-    if (start) stream->StartQueuedWrite();
-    return;
-  }
-  // The stream closed between lookup and write: open a fresh one for the same request.
-  current_ = nullptr;
-  Callback callback = std::move(pending_[id].done);
-  pending_.erase(id);
-  lock.unlock();
-  Send(std::move(request), std::move(callback));
 }
 
-void EdgeClient::Abandon(uint64_t request_id) {
+EdgeClient::Callback EdgeClient::Abandon(uint64_t request_id) {
   std::lock_guard<std::mutex> lock(mutex_);
-  pending_.erase(request_id);
+  auto it = pending_.find(request_id);
+  if (it == pending_.end()) return nullptr;
+  Callback done = std::move(it->second.done);
+  pending_.erase(it);
+  return done;
 }
 
-void EdgeClient::Deliver(v1::InferResponse response) {
+void EdgeClient::Deliver(uint64_t request_id, absl::StatusOr<EdgeAnswer> answer) {
   Callback done;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = pending_.find(response.request_id());
+    auto it = pending_.find(request_id);
     if (it == pending_.end()) return;  // abandoned by its caller
     done = std::move(it->second.done);
     pending_.erase(it);
   }
-  done(std::move(response));
+  done(std::move(answer));
 }
 
-void EdgeClient::StreamDone(Stream* stream, const grpc::Status& status) {
+void EdgeClient::StreamDone(Stream* stream, const absl::Status& status) {
   std::vector<Callback> failed;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -307,10 +344,11 @@ void EdgeClient::StreamDone(Stream* stream, const grpc::Status& status) {
     }
     if (current_ == stream) current_ = nullptr;
   }
-  const absl::Status unavailable = absl::UnavailableError(absl::StrCat(
-      "edge ", target_,
-      " unavailable: ", status.ok() ? std::string("stream closed") : status.error_message()));
-  for (Callback& done : failed) done(unavailable);
+  // DATA_LOSS when the edge sent garbage (the stream was broken off for it), else UNAVAILABLE.
+  const absl::Status broken(
+      status.code() == absl::StatusCode::kDataLoss ? status.code() : absl::StatusCode::kUnavailable,
+      absl::StrCat("edge ", target_, " unavailable: ", status.message()));
+  for (Callback& done : failed) done(broken);
   // Last touch of `this`: once live_ is empty the destructor may return.
   std::lock_guard<std::mutex> lock(mutex_);
   live_.erase(stream);

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "cleave/common/bundle.h"
 #include "cleave/common/files.h"
 #include "cleave/common/idx_dataset.h"
 #include "cleave/common/manifest.h"

@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "cleave/common/status_macros.h"
 #include "cleave/common/tensor_frame.h"
+#include "cleave/common/tsan_annotations.h"
+#include "cleave/proto/status.h"
 
 namespace cleave::edge_server {
 namespace {
@@ -43,22 +45,26 @@ grpc::ByteBuffer Serialize(const v1::InferResponse& response) {
 // place of the outputs when it failed.
 void Answer(InferCall& call, const absl::Status& status) {
   call.response.set_request_id(call.request.request_id());
-  if (!status.ok()) {
-    call.response.clear_outputs();
-    call.response.set_status_code(static_cast<int>(status.code()));
-    call.response.set_status_message(std::string(status.message()));
-  }
+  if (!status.ok()) proto::SetResponseStatus(status, &call.response);
 }
 
 // A unary call. It owns its InferCall, and with it the call's admission ticket, until gRPC is
 // done with the call (the answer sent or the call cancelled): the budget then covers answers
-// still on their way out, not only requests being computed.
+// still on their way out, not only requests being computed. Its hand-offs to gRPC are marked
+// for TSan (tsan_annotations.h).
 class UnaryReactor final : public grpc::ServerUnaryReactor {
  public:
   UnaryReactor() : call_(std::make_shared<InferCall>()) {}
 
   const std::shared_ptr<InferCall>& call() { return call_; }
-  void OnDone() override { delete this; }
+  void Answer(const absl::Status& status) {
+    CLEAVE_TSAN_RELEASE(this);
+    Finish(proto::ToGrpcStatus(status));
+  }
+  void OnDone() override {
+    CLEAVE_TSAN_ACQUIRE(this);
+    delete this;
+  }
 
  private:
   std::shared_ptr<InferCall> call_;
@@ -70,6 +76,7 @@ class UnaryReactor final : public grpc::ServerUnaryReactor {
 // admission ticket until written. The reactor finishes once the client has half-closed (or
 // sent a message that is not a request: the stream then ends INVALID_ARGUMENT), every accepted
 // request has been answered and every write has completed; only then is it deleted (OnDone).
+// Every hand-off to gRPC is marked for TSan (tsan_annotations.h).
 class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                             public DrainableStream {
  public:
@@ -77,6 +84,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       : service_(service), context_(context), peer_(service->PeerOf(context)) {
     service_->AddStream(this);
     reading_ = true;
+    CLEAVE_TSAN_RELEASE(this);
     StartRead(&request_);
   }
 
@@ -92,6 +100,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   }
 
   void OnReadDone(bool ok) override {
+    CLEAVE_TSAN_ACQUIRE(this);
     auto call = std::make_shared<InferCall>();
     const absl::Status parsed = ok ? ParseRequest(request_, &call->request) : absl::OkStatus();
     request_.Clear();
@@ -125,6 +134,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   }
 
   void OnWriteDone(bool ok) override {
+    CLEAVE_TSAN_ACQUIRE(this);
     std::unique_lock<std::mutex> lock(mutex_);
     writes_.pop_front();  // releases the answer's ticket
     --in_flight_;
@@ -136,6 +146,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     }
     if (!writes_.empty()) {
       writing_ = true;
+      CLEAVE_TSAN_RELEASE(this);
       StartWrite(&writes_.front().bytes);
     }
     MaybeRead(lock);
@@ -143,6 +154,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   }
 
   void OnDone() override {
+    CLEAVE_TSAN_ACQUIRE(this);
     service_->RemoveStream(this);
     delete this;
   }
@@ -163,6 +175,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       writes_.push_back(std::move(write));
       if (!writing_) {
         writing_ = true;
+        CLEAVE_TSAN_RELEASE(this);
         StartWrite(&writes_.front().bytes);
       }
     }
@@ -177,6 +190,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       return;
     }
     reading_ = true;
+    CLEAVE_TSAN_RELEASE(this);
     StartRead(&request_);
   }
 
@@ -189,6 +203,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     finished_ = true;
     const grpc::Status status = final_status_;
     lock.unlock();
+    CLEAVE_TSAN_RELEASE(this);
     Finish(status);
   }
 
@@ -213,11 +228,6 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
 
 }  // namespace
 
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
-
 InferenceService::InferenceService(InferenceServiceOptions options, const BundleRegistry* registry,
                                    DynamicBatcher* batcher, AdmissionControl* admission,
                                    EdgeMetrics* metrics)
@@ -233,7 +243,7 @@ grpc::ServerUnaryReactor* InferenceService::Infer(grpc::CallbackServerContext* c
   auto* reactor = new UnaryReactor();
   std::shared_ptr<InferCall> call = reactor->call();
   if (absl::Status parsed = ParseRequest(*request_bytes, &call->request); !parsed.ok()) {
-    reactor->Finish(ToGrpcStatus(parsed));
+    reactor->Answer(parsed);
     return reactor;
   }
   RequestContext request_context;
@@ -251,7 +261,7 @@ grpc::ServerUnaryReactor* InferenceService::Infer(grpc::CallbackServerContext* c
          [reactor, call, response_bytes](absl::Status status) {
            Answer(*call, status);
            if (status.ok()) *response_bytes = Serialize(call->response);
-           reactor->Finish(ToGrpcStatus(status));
+           reactor->Answer(status);
          });
   return reactor;
 }

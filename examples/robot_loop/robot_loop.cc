@@ -4,11 +4,14 @@
 // shape; a robot would hand in its sensor tensors instead.
 //
 //   robot_loop BUNDLE_DIR [EDGE_HOST:PORT ...]
+#include <ATen/ATen.h>
+
 #include <chrono>
 #include <iostream>
 #include <map>
 #include <thread>
 
+#include "cleave/common/bundle.h"
 #include "cleave/device/pipeline.h"
 #include "cleave/device/runtime.h"
 

@@ -22,7 +22,6 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kFormatName[] = "cleave.plan";
-constexpr double kFrameHeaderBytes = 64;  // a frame's fixed header, rank 2-4, no parameters
 
 double MillisSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -165,7 +164,7 @@ absl::StatusOr<SplitPlan> PlanSplit(const ModelProfile& device, const ModelProfi
     device_ms[i] *= options.device_scale;
   }
   double response_bytes = 0;
-  for (int64_t bytes : device.output_bytes) response_bytes += kFrameHeaderBytes + bytes;
+  for (int64_t bytes : device.output_bytes) response_bytes += common::kFrameHeaderBytes + bytes;
   // Exits in cut order, at candidate positions; a head's time is estimated from its MACs at
   // the device's speed per MAC.
   int64_t total_macs = 0;

@@ -21,7 +21,7 @@ using ::testing::HasSubstr;
 std::string Contents(const std::string& path) { return ReadFile(path).value_or("<missing>"); }
 
 TEST(FilesTest, WriteFileAtomicallyReplacesTheFileAndLeavesNoTemporary) {
-  testing::TempDir dir;
+  test::TempDir dir;
   const std::string path = dir.File("plan.json");
   ASSERT_TRUE(WriteFileAtomically(path, "old").ok());
   ASSERT_TRUE(WriteFileAtomically(path, "new").ok());
@@ -34,7 +34,7 @@ TEST(FilesTest, WriteFileAtomicallyReplacesTheFileAndLeavesNoTemporary) {
 // A reader (an edge rescanning, a planner reading a profile) opening the file while it is
 // rewritten sees the old or the new contents whole, never a truncated or half-written file.
 TEST(FilesTest, AReaderSeesTheOldOrTheNewFileWholeWhileItIsRewritten) {
-  testing::TempDir dir;
+  test::TempDir dir;
   const std::string path = dir.File("profile.json");
   const size_t size = 8 << 20;
   const std::string versions[] = {std::string(size, 'a'), std::string(size, 'b')};
@@ -56,7 +56,7 @@ TEST(FilesTest, AReaderSeesTheOldOrTheNewFileWholeWhileItIsRewritten) {
 }
 
 TEST(FilesTest, ReadFileRefusesDevicesFifosAndFilesBeyondItsBoundBeforeReading) {
-  testing::TempDir dir;
+  test::TempDir dir;
   auto device = ReadFile("/dev/zero");  // would never end
   EXPECT_EQ(device.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(device.status().message()), HasSubstr("not a regular file"));
@@ -72,7 +72,7 @@ TEST(FilesTest, ReadFileRefusesDevicesFifosAndFilesBeyondItsBoundBeforeReading) 
 }
 
 TEST(FilesTest, AStagedFolderReplacesTheTargetWholeAndKeepsWhatItIsTold) {
-  testing::TempDir dir;
+  test::TempDir dir;
   const std::string target = dir.File("bundles/net/1");
   {  // a new target
     auto staged = StagedFolder::Begin(target);
@@ -104,7 +104,7 @@ TEST(FilesTest, AStagedFolderReplacesTheTargetWholeAndKeepsWhatItIsTold) {
 }
 
 TEST(FilesTest, AnAbandonedStagedFolderChangesNothing) {
-  testing::TempDir dir;
+  test::TempDir dir;
   const std::string target = dir.File("b");
   ASSERT_TRUE(fs::create_directory(target));
   ASSERT_TRUE(WriteFileAtomically(target + "/manifest.json", "old").ok());
@@ -118,7 +118,7 @@ TEST(FilesTest, AnAbandonedStagedFolderChangesNothing) {
 }
 
 TEST(FilesTest, BeginClearsWhatAnInterruptedWriterLeft) {
-  testing::TempDir dir;
+  test::TempDir dir;
   const std::string target = dir.File("b");
   // Killed between the two renames of the fallback: the target waits at its old name.
   ASSERT_TRUE(fs::create_directory(dir.File(".b.old")));
@@ -133,7 +133,7 @@ TEST(FilesTest, BeginClearsWhatAnInterruptedWriterLeft) {
 }
 
 TEST(FilesTest, ATargetThatIsAFileIsRefused) {
-  testing::TempDir dir;
+  test::TempDir dir;
   ASSERT_TRUE(WriteFileAtomically(dir.File("f"), "x").ok());
   auto staged = StagedFolder::Begin(dir.File("f"));
   EXPECT_EQ(staged.status().code(), absl::StatusCode::kFailedPrecondition);

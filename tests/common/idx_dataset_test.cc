@@ -35,7 +35,7 @@ void WriteGzip(const std::string& path, const std::string& bytes) {
 }
 
 TEST(IdxDatasetTest, ReadsPlainAndGzipFiles) {
-  testing::TempDir dir;
+  test::TempDir dir;
   Write(dir.File("plain"), IdxBytes({2, 3, 4}, 24));
   WriteGzip(dir.File("packed.gz"), IdxBytes({2, 3, 4}, 24));
   for (const char* name : {"plain", "packed.gz"}) {
@@ -47,7 +47,7 @@ TEST(IdxDatasetTest, ReadsPlainAndGzipFiles) {
 }
 
 TEST(IdxDatasetTest, RejectsBadMagic) {
-  testing::TempDir dir;
+  test::TempDir dir;
   Write(dir.File("f"), "\x01\x02\x08\x01" + std::string(8, 'x'));
   auto tensor = ReadIdxFile(dir.File("f"));
   ASSERT_FALSE(tensor.ok());
@@ -55,14 +55,14 @@ TEST(IdxDatasetTest, RejectsBadMagic) {
 }
 
 TEST(IdxDatasetTest, RejectsUnsupportedElementType) {
-  testing::TempDir dir;
+  test::TempDir dir;
   Write(dir.File("f"), IdxBytes({4}, 16, 0x0D));
   EXPECT_THAT(std::string(ReadIdxFile(dir.File("f")).status().message()),
               HasSubstr("not supported"));
 }
 
 TEST(IdxDatasetTest, RejectsTruncatedData) {
-  testing::TempDir dir;
+  test::TempDir dir;
   Write(dir.File("f"), IdxBytes({10, 28, 28}, 10 * 28 * 28 - 1));
   auto tensor = ReadIdxFile(dir.File("f"));
   ASSERT_FALSE(tensor.ok());
@@ -70,21 +70,21 @@ TEST(IdxDatasetTest, RejectsTruncatedData) {
 }
 
 TEST(IdxDatasetTest, RejectsTrailingData) {
-  testing::TempDir dir;
+  test::TempDir dir;
   Write(dir.File("f"), IdxBytes({4}, 5));
   EXPECT_THAT(std::string(ReadIdxFile(dir.File("f")).status().message()),
               HasSubstr("trailing bytes"));
 }
 
 TEST(IdxDatasetTest, RejectsTruncatedHeader) {
-  testing::TempDir dir;
+  test::TempDir dir;
   Write(dir.File("f"), std::string("\0\0\x08\x03\0\0", 6));
   EXPECT_THAT(std::string(ReadIdxFile(dir.File("f")).status().message()),
               HasSubstr("truncated IDX header"));
 }
 
 TEST(IdxDatasetTest, RejectsCorruptGzip) {
-  testing::TempDir dir;
+  test::TempDir dir;
   std::string bytes = IdxBytes({100}, 100);
   WriteGzip(dir.File("f.gz"), bytes);
   std::string packed;
@@ -101,7 +101,7 @@ TEST(IdxDatasetTest, MissingFileIsNotFound) {
 }
 
 TEST(IdxDatasetTest, RejectsImageLabelCountMismatch) {
-  testing::TempDir dir;
+  test::TempDir dir;
   Write(dir.File("t10k-images-idx3-ubyte"), IdxBytes({5, 28, 28}, 5 * 28 * 28));
   Write(dir.File("t10k-labels-idx1-ubyte"), IdxBytes({4}, 4));
   auto data = LoadFashionMnist(dir.path(), "t10k");

@@ -321,18 +321,18 @@ class MetricsPromtoolTest : public ::testing::Test {
  protected:
   // A missing promtool fails the tests rather than skipping them: scripts/setup.sh installs it.
   void SetUp() override {
-    ASSERT_EQ(testing::RunCommand("command -v promtool").exit_code, 0)
+    ASSERT_EQ(test::RunCommand("command -v promtool").exit_code, 0)
         << "promtool not installed: scripts/setup.sh installs it (Debian package prometheus)";
   }
 
   // Runs `promtool check metrics` over `exposition`.
-  testing::CommandResult Check(const std::string& exposition) const {
+  test::CommandResult Check(const std::string& exposition) const {
     const std::string path = dir_.File("metrics.txt");
     std::ofstream(path, std::ios::binary) << exposition;
-    return testing::RunCommand("promtool check metrics < " + path);
+    return test::RunCommand("promtool check metrics < " + path);
   }
 
-  testing::TempDir dir_;
+  test::TempDir dir_;
 };
 
 TEST_F(MetricsPromtoolTest, AcceptsTheRenderedExposition) {
@@ -352,13 +352,13 @@ TEST_F(MetricsPromtoolTest, AcceptsTheRenderedExposition) {
                                                       ExponentialBuckets(256, 4, 6)));
   Must(sizes->WithLabels({}))->Observe(1e5);
 
-  const testing::CommandResult result = Check(registry.RenderPrometheusText());
+  const test::CommandResult result = Check(registry.RenderPrometheusText());
   EXPECT_EQ(result.exit_code, 0) << result.output << "\n" << registry.RenderPrometheusText();
 }
 
 TEST_F(MetricsPromtoolTest, RejectsABrokenExposition) {
   // Guards the test above: promtool must actually fail on a malformed label value.
-  const testing::CommandResult result =
+  const test::CommandResult result =
       Check("# HELP a_total A.\n# TYPE a_total counter\na_total{model=\"x} 1\n");
   EXPECT_NE(result.exit_code, 0) << result.output;
 }

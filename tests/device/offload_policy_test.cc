@@ -1,6 +1,6 @@
 // The decision and the estimates behind it, without a network: the link estimator separates
-// RTT from bandwidth, the latency policy picks the cut a Neurosurgeon-style model says is
-// fastest and follows the link, and the edge client backs off and opens its circuit.
+// RTT from bandwidth, and the latency policy picks the cut a Neurosurgeon-style model says is
+// fastest and follows the link.
 #include "cleave/device/offload_policy.h"
 
 #include <gmock/gmock.h>
@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "cleave/device/edge_client.h"
 #include "cleave/device/link_estimator.h"
 
 namespace cleave::device {
@@ -158,110 +157,6 @@ TEST(FixedCutPolicyTest, OffloadsAtItsCutOnlyWhenTheEdgeIsAvailable) {
   EXPECT_EQ(FixedCutPolicy(0).Decide(input).offload_segment, 0u);
   input.edge_available = false;
   EXPECT_EQ(FixedCutPolicy(9).Decide(input).offload_segment, std::nullopt);
-}
-
-TEST(EdgeClientTest, BacksOffThenOpensTheCircuitAndASuccessClosesIt) {
-  EdgeClientOptions options;
-  options.min_backoff = std::chrono::milliseconds(20);
-  options.max_backoff = std::chrono::milliseconds(40);
-  options.failure_threshold = 3;
-  options.open_for = std::chrono::milliseconds(60000);
-  EdgeClient client("127.0.0.1:1", options);
-  EXPECT_TRUE(client.Available());
-  client.ReportFailure();
-  EXPECT_FALSE(client.Available());  // backing off
-  EXPECT_EQ(client.consecutive_failures(), 1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // > 20 ms * 1.2 jitter
-  EXPECT_TRUE(client.Available());
-  client.ReportFailure();
-  client.ReportFailure();  // the third: the circuit opens for a minute
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // > any backoff
-  EXPECT_FALSE(client.Available());
-  // Requests sent meanwhile fail at once, saying why.
-  std::promise<absl::StatusOr<v1::InferResponse>> answer;
-  client.Send(v1::InferRequest(), [&](absl::StatusOr<v1::InferResponse> response) {
-    answer.set_value(std::move(response));
-  });
-  const absl::StatusOr<v1::InferResponse> response = answer.get_future().get();
-  EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(response.status().message()), HasSubstr("circuit open"));
-  EXPECT_TRUE(EdgeClient::IsRefusal(response.status()));
-  client.ReportSuccess();
-  EXPECT_TRUE(client.Available());
-  EXPECT_EQ(client.consecutive_failures(), 0);
-}
-
-TEST(EdgeClientTest, BackoffDoublesUpToItsCapWithinTheJitter) {
-  EdgeClientOptions options;
-  options.min_backoff = std::chrono::milliseconds(100);
-  options.max_backoff = std::chrono::milliseconds(350);
-  options.failure_threshold = 10;
-  EdgeClient client("127.0.0.1:1", options);
-  for (const int expected_ms : {100, 200, 350, 350}) {
-    const auto before = EdgeClient::Clock::now();
-    client.ReportFailure();
-    const auto after = EdgeClient::Clock::now();
-    const auto expected = std::chrono::milliseconds(expected_ms);
-    EXPECT_GE(client.available_at() - before, expected * 0.8) << expected_ms << " ms";
-    EXPECT_LE(client.available_at() - after, expected * 1.2) << expected_ms << " ms";
-  }
-}
-
-TEST(EdgeClientTest, ClientsDrawDifferentJitter) {
-  // Devices that lost the same edge at the same moment must not all come back at once.
-  EdgeClientOptions options;
-  options.min_backoff = std::chrono::milliseconds(1000);
-  options.max_backoff = std::chrono::milliseconds(1000);
-  options.failure_threshold = 100;
-  std::set<std::vector<int64_t>> sequences;
-  for (int c = 0; c < 3; ++c) {
-    EdgeClient client("127.0.0.1:1", options);
-    std::vector<int64_t> sequence;
-    for (int i = 0; i < 4; ++i) {
-      const auto before = EdgeClient::Clock::now();
-      client.ReportFailure();
-      sequence.push_back(
-          std::chrono::duration_cast<std::chrono::milliseconds>(client.available_at() - before)
-              .count());
-    }
-    sequences.insert(sequence);
-  }
-  EXPECT_EQ(sequences.size(), 3u);
-}
-
-TEST(EdgeClientTest, ARefusedRequestsCallbackMayReportTheFailureAndSendAgain) {
-  // The callback of a request refused during backoff runs without the client's lock held, as
-  // the runtime's does: it reports the failure and may send again. Run on another thread so a
-  // deadlock fails the test instead of hanging it.
-  EdgeClientOptions options;
-  options.min_backoff = std::chrono::minutes(1);  // refused for the whole test
-  options.max_backoff = std::chrono::minutes(1);
-  auto client = std::make_shared<EdgeClient>("127.0.0.1:1", options);
-  client->ReportFailure();
-  using Statuses = std::pair<absl::Status, absl::Status>;
-  auto finished = std::make_shared<std::promise<Statuses>>();
-  std::thread([client, finished] {
-    client->Send(v1::InferRequest(), [client, finished](absl::StatusOr<v1::InferResponse> first) {
-      client->ReportFailure();
-      client->Send(v1::InferRequest(), [finished, first](absl::StatusOr<v1::InferResponse> second) {
-        finished->set_value({first.status(), second.status()});
-      });
-    });
-  }).detach();
-  std::future<Statuses> outcome = finished->get_future();
-  if (outcome.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
-    ADD_FAILURE() << "EdgeClient::Send deadlocked in its own callback";
-    std::abort();  // the stuck thread holds the client's lock: nothing else can finish
-  }
-  const auto [first, second] = outcome.get();
-  for (const absl::Status& status : {first, second}) {
-    EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
-    EXPECT_THAT(std::string(status.message()), HasSubstr("edge 127.0.0.1:1 skipped for"));
-    EXPECT_TRUE(EdgeClient::IsRefusal(status)) << status;
-  }
-  EXPECT_EQ(client->consecutive_failures(), 2);
-  // A failure the edge caused is no refusal.
-  EXPECT_FALSE(EdgeClient::IsRefusal(absl::UnavailableError("edge 127.0.0.1:1 unavailable")));
 }
 
 }  // namespace

@@ -28,13 +28,13 @@ using Clock = std::chrono::steady_clock;
 class ResilienceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    margin_ = testing::SchedulingMargin();  // measured now: it sleeps, so never mid-measurement
-    original_ = testing::ResidualModel();
+    margin_ = test::SchedulingMargin();  // measured now: it sleeps, so never mid-measurement
+    original_ = test::ResidualModel();
     ASSERT_FALSE(
-        testing::WriteTestBundle(original_, dir_.path(), "bundles/residual", {"stem", "block1"})
+        test::WriteTestBundle(original_, dir_.path(), "bundles/residual", {"stem", "block1"})
             .empty());
     bundle_dir_ = dir_.File("bundles/residual");
-    first_cut_ = testing::ReadManifest(bundle_dir_).cuts[0].id;
+    first_cut_ = test::ReadManifest(bundle_dir_).cuts[0].id;
   }
 
   std::unique_ptr<Runtime> MakeRuntime(const RuntimeOptions& options) {
@@ -52,7 +52,7 @@ class ResilienceTest : public ::testing::Test {
     return options;
   }
 
-  // What an answer may exceed its deadline by here (testing::SchedulingMargin).
+  // What an answer may exceed its deadline by here (test::SchedulingMargin).
   milliseconds Margin() const { return margin_; }
 
   // Runs `count` inputs through a pipeline with `in_flight` frames at once, calling
@@ -80,7 +80,7 @@ class ResilienceTest : public ::testing::Test {
     for (int i = 0; i < count; ++i) {
       // A slot frees within a deadline unless a frame is stuck: then fail at once, by name.
       auto sequence = pipeline->Submit(inputs[i], {}, deadline + Margin());
-      if (!sequence.ok()) testing::AbortStuckTest(std::string(sequence.status().message()));
+      if (!sequence.ok()) test::AbortStuckTest(std::string(sequence.status().message()));
       {
         std::lock_guard<std::mutex> lock(mutex);
         started[static_cast<uint64_t>(i)] = Clock::now();
@@ -95,7 +95,7 @@ class ResilienceTest : public ::testing::Test {
       for (int i = 0; i < count; ++i) {
         if (deliveries.count(i) == 0) missing += " " + std::to_string(i);
       }
-      testing::AbortStuckTest("requests never answered:" + missing);
+      test::AbortStuckTest("requests never answered:" + missing);
     }
     EXPECT_EQ(pipeline->duplicate_results(), 0u) << "a request was answered more than once";
     pipeline.reset();
@@ -112,7 +112,7 @@ class ResilienceTest : public ::testing::Test {
       EXPECT_EQ(result.outputs.size(), 1u);
       if (result.outputs.size() != 1) continue;
       EXPECT_TRUE(
-          at::allclose(result.outputs[0], testing::RunFlat(original_, inputs[i])[0], 1e-4, 1e-5))
+          at::allclose(result.outputs[0], test::RunFlat(original_, inputs[i])[0], 1e-4, 1e-5))
           << "request " << i << " ran on " << PlacementName(result.placement);
       ordered.push_back(result);
     }
@@ -137,7 +137,7 @@ class ResilienceTest : public ::testing::Test {
     bool running() const { return link != nullptr; }
     std::string address() const { return "127.0.0.1:" + std::to_string(link->port()); }
 
-    testing::EdgeProcess edge;
+    test::EdgeProcess edge;
     std::unique_ptr<link_emulator::LinkEmulator> link;
   };
 
@@ -147,7 +147,7 @@ class ResilienceTest : public ::testing::Test {
     return counts;
   }
 
-  testing::TempDir dir_;
+  test::TempDir dir_;
   torch::jit::Module original_;
   std::string bundle_dir_;
   int first_cut_ = 0;
@@ -162,7 +162,7 @@ TEST_F(ResilienceTest, EdgeDownAtStartEveryRequestIsAnsweredOnTheDevice) {
 }
 
 TEST_F(ResilienceTest, EdgeKilledMidRunEveryRequestStillGetsExactlyOneAnswer) {
-  testing::EdgeProcess edge(dir_.File("bundles"));
+  test::EdgeProcess edge(dir_.File("bundles"));
   ASSERT_TRUE(edge.running()) << edge.Log();
   const milliseconds deadline(2000);
   auto runtime = MakeRuntime(Offloading({edge.address()}, deadline));
@@ -195,7 +195,7 @@ TEST_F(ResilienceTest, WithFewerSegmentsAGoneOrLateEdgeGivesADegradedExitAnswer)
   // The device holds only the stem (and an exit head there that is never confident): when
   // the edge is gone or late it cannot finish, so it answers with its exit head, marked
   // degraded, by the deadline.
-  testing::AddUntrainedExit(bundle_dir_, /*threshold=*/1.0);
+  test::AddUntrainedExit(bundle_dir_, /*threshold=*/1.0);
   DelayedEdge late(dir_.File("bundles"), milliseconds(400));  // 800 ms round trips
   ASSERT_TRUE(late.running());
   const milliseconds deadline(300);
@@ -298,11 +298,11 @@ TEST_F(ResilienceTest, PipelineDeliversInOrderWhatCompletesOutOfOrder) {
     // A frame never answered holds its slot: a refused Submit means the pipeline is stuck, and
     // returning would hang in its destructor.
     if (auto sequence = pipeline->Submit(at::rand({1, 3, 8, 8}), call); !sequence.ok()) {
-      testing::AbortStuckTest(std::string(sequence.status().message()));
+      test::AbortStuckTest(std::string(sequence.status().message()));
     }
   }
   if (!pipeline->DrainFor(kFrames * (milliseconds(300) + Margin()))) {
-    testing::AbortStuckTest("the pipeline did not deliver every frame");
+    test::AbortStuckTest("the pipeline did not deliver every frame");
   }
   EXPECT_EQ(pipeline->duplicate_results(), 0u);
   pipeline.reset();
@@ -361,12 +361,12 @@ TEST_F(ResilienceTest, APartitionAndABandwidthCollapseWithDeviceAndEdgeInTheLoop
     if (phase == kRestored) edge.link->SetBandwidth(link_emulator::Direction::kBoth, 0);
     while (Clock::now() - began[phase] < length) {
       auto sequence = pipeline->Submit(at::rand({1, 3, 8, 8}), {}, deadline + Margin());
-      if (!sequence.ok()) testing::AbortStuckTest(std::string(sequence.status().message()));
+      if (!sequence.ok()) test::AbortStuckTest(std::string(sequence.status().message()));
       std::lock_guard<std::mutex> lock(mutex);
       submitted[*sequence] = {phase, Clock::now()};
     }
   }
-  if (!pipeline->DrainFor(deadline + Margin())) testing::AbortStuckTest("frames never answered");
+  if (!pipeline->DrainFor(deadline + Margin())) test::AbortStuckTest("frames never answered");
   EXPECT_EQ(pipeline->duplicate_results(), 0u);
   pipeline.reset();
   std::map<Phase, int> edge_answers;
@@ -395,8 +395,8 @@ TEST_F(ResilienceTest, APartitionAndABandwidthCollapseWithDeviceAndEdgeInTheLoop
 }
 
 TEST_F(ResilienceTest, FailsOverToTheNextEdgeWhenTheFirstDies) {
-  testing::EdgeProcess first(dir_.File("bundles"));
-  testing::EdgeProcess second(dir_.File("bundles"));
+  test::EdgeProcess first(dir_.File("bundles"));
+  test::EdgeProcess second(dir_.File("bundles"));
   ASSERT_TRUE(first.running() && second.running()) << first.Log() << second.Log();
   const milliseconds deadline(3000);
   const std::string first_address = first.address(), second_address = second.address();
@@ -418,8 +418,8 @@ TEST_F(ResilienceTest, FailsOverToTheNextEdgeWhenTheFirstDies) {
 }
 
 TEST_F(ResilienceTest, RoundRobinTargetKeepsAnsweringWhenOneOfItsAddressesDies) {
-  testing::EdgeProcess first(dir_.File("bundles"));
-  testing::EdgeProcess second(dir_.File("bundles"));
+  test::EdgeProcess first(dir_.File("bundles"));
+  test::EdgeProcess second(dir_.File("bundles"));
   ASSERT_TRUE(first.running() && second.running()) << first.Log() << second.Log();
   RuntimeOptions options =
       Offloading({"ipv4:" + first.address() + "," + second.address()}, milliseconds(5000));
@@ -442,12 +442,12 @@ TEST_F(ResilienceTest, RoundRobinTargetKeepsAnsweringWhenOneOfItsAddressesDies) 
 // The funnel model's stem output is 10x its input; the pool shrinks it 16-fold. With a device
 // 100x slower than the edge, a fast link says "send the raw input", a slow one "stay local".
 TEST(AdaptiveSplitTest, MovesItsCutWhenTheEmulatedBandwidthDropsAndBackWhenItRecovers) {
-  testing::TempDir dir;
-  const torch::jit::Module model = testing::FunnelModel();
+  test::TempDir dir;
+  const torch::jit::Module model = test::FunnelModel();
   ASSERT_FALSE(
-      testing::WriteTestBundle(model, dir.path(), "bundles/funnel", {"stem", "mid"}, {1, 3, 32, 32})
+      test::WriteTestBundle(model, dir.path(), "bundles/funnel", {"stem", "mid"}, {1, 3, 32, 32})
           .empty());
-  testing::EdgeProcess edge(dir.File("bundles"));
+  test::EdgeProcess edge(dir.File("bundles"));
   ASSERT_TRUE(edge.running()) << edge.Log();
   link_emulator::LinkEmulatorOptions link;
   link.upstream = edge.address();

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "cleave/common/bundle.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/edge_server/edge_server.h"
 #include "cleave/v1/inference.grpc.pb.h"
@@ -27,9 +28,9 @@ using ::testing::Not;
 class RuntimeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    original_ = testing::ResidualModel();
+    original_ = test::ResidualModel();
     bundle_id_ =
-        testing::WriteTestBundle(original_, dir_.path(), "bundles/residual", {"stem", "block1"});
+        test::WriteTestBundle(original_, dir_.path(), "bundles/residual", {"stem", "block1"});
     ASSERT_FALSE(bundle_id_.empty());
   }
 
@@ -66,7 +67,7 @@ class RuntimeTest : public ::testing::Test {
   RuntimeOptions FixedCutOptions(std::vector<std::string> edges) {
     RuntimeOptions options;
     options.edges = std::move(edges);
-    options.offload_cut = testing::ReadManifest(dir_.File("bundles/residual")).cuts[0].id;
+    options.offload_cut = test::ReadManifest(dir_.File("bundles/residual")).cuts[0].id;
     return options;
   }
 
@@ -94,10 +95,10 @@ class RuntimeTest : public ::testing::Test {
 
   void ExpectMatchesOriginal(const Result& result, const at::Tensor& input) {
     ASSERT_EQ(result.outputs.size(), 1u);
-    EXPECT_TRUE(at::allclose(result.outputs[0], testing::RunFlat(original_, input)[0], 1e-5, 1e-6));
+    EXPECT_TRUE(at::allclose(result.outputs[0], test::RunFlat(original_, input)[0], 1e-5, 1e-6));
   }
 
-  testing::TempDir dir_;
+  test::TempDir dir_;
   torch::jit::Module original_;
   std::string bundle_id_;
   std::unique_ptr<edge_server::EdgeServer> edge_;
@@ -273,7 +274,7 @@ TEST_F(RuntimeTest, AnEdgeThatRefusesTheRequestIsTriedOnceMoreThenTheDeviceAnswe
   // receives the edge's answers to decode them, sees the refusal and has the request tried
   // once more on the second edge; after its refusal too, the device finishes the request.
   const std::string other =
-      testing::WriteTestBundle(original_, dir_.path(), "other/residual", {"stem"});
+      test::WriteTestBundle(original_, dir_.path(), "other/residual", {"stem"});
   ASSERT_FALSE(other.empty());
   ASSERT_NE(other, bundle_id_);
   const std::vector<std::string> addresses = StartEdges(2, dir_.File("other"));
@@ -356,8 +357,8 @@ TEST_F(RuntimeTest, AnAnswerBeyondWhatTheBundleDeclaresIsRefusedAndTheDeviceAnsw
   // another shape, more outputs) is refused from the frames' headers, before they are decoded.
   const at::Tensor logits = at::rand({1, 10});
   const std::vector<std::pair<std::vector<std::string>, std::string>> answers = {
-      {{testing::CompressedZerosFrame({4096, 10})}, "dimension 0 (the batch) is 4096, not 1"},
-      {{testing::CompressedZerosFrame({1, 1000})}, "dimension 1 is 1000, not 10"},
+      {{test::CompressedZerosFrame({4096, 10})}, "dimension 0 (the batch) is 4096, not 1"},
+      {{test::CompressedZerosFrame({1, 1000})}, "dimension 1 is 1000, not 10"},
       {{*common::EncodeFrame(logits), *common::EncodeFrame(logits)},
        "2 outputs; the bundle declares 1"},
   };
@@ -474,15 +475,15 @@ TEST_F(RuntimeTest, BadOffloadCutAndBadInputAreErrors) {
 }
 
 TEST_F(RuntimeTest, ConfidentSamplesNeverTouchTheNetwork) {
-  testing::AddUntrainedExit(dir_.File("bundles/residual"),
-                            0.0);  // every sample is confident enough
+  test::AddUntrainedExit(dir_.File("bundles/residual"),
+                         0.0);  // every sample is confident enough
   StartEdge();
   for (const bool fixed_cut : {true, false}) {
     SCOPED_TRACE(fixed_cut ? "fixed cut after the exit" : "adaptive policy");
     RuntimeOptions options;
     options.edges = {EdgeAddress()};
     if (fixed_cut)
-      options.offload_cut = testing::ReadManifest(dir_.File("bundles/residual")).cuts[1].id;
+      options.offload_cut = test::ReadManifest(dir_.File("bundles/residual")).cuts[1].id;
     options.probe_interval = std::chrono::milliseconds(1);  // a probe due on every call
     options.deadline = std::chrono::seconds(30);
     auto runtime = MakeRuntime(options);
@@ -507,8 +508,8 @@ TEST_F(RuntimeTest, ConfidentSamplesNeverTouchTheNetwork) {
 }
 
 TEST_F(RuntimeTest, UnsureSamplesContinueToTheEdge) {
-  testing::AddUntrainedExit(dir_.File("bundles/residual"),
-                            1.0);  // an untrained head is never that sure
+  test::AddUntrainedExit(dir_.File("bundles/residual"),
+                         1.0);  // an untrained head is never that sure
   StartEdge();
   auto runtime = MakeEdgeRuntime();
   ASSERT_NE(runtime, nullptr);

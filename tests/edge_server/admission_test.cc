@@ -48,7 +48,7 @@ TEST_F(EdgeServerTest, AFrameDeclaringAHugeBatchIsRefusedBeforeAnythingIsDecoded
   const double decoded_before = Metric(decoded);
   for (int64_t batch : {int64_t{2674}, int64_t{100000}}) {
     v1::InferRequest request = Request(Cut(0), ActivationAt(0, at::rand({1, 3, 8, 8})));
-    request.set_activation(testing::CompressedZerosFrame(CutShape(*bundle_, 0, batch)));
+    request.set_activation(test::CompressedZerosFrame(CutShape(*bundle_, 0, batch)));
     EXPECT_LT(request.activation().size(), 64u << 10);
     v1::InferResponse response;
     grpc::Status status = Call(request, &response);
@@ -76,7 +76,7 @@ TEST_F(EdgeServerTest, AFrameWhoseOtherDimensionsDifferIsRefusedNamingTheDimensi
   std::vector<int64_t> shape = CutShape(*bundle_, 0, 1);
   shape[3] = 9000;
   v1::InferRequest request = Request(Cut(0), ActivationAt(0, at::rand({1, 3, 8, 8})));
-  request.set_activation(testing::CompressedZerosFrame(shape));
+  request.set_activation(test::CompressedZerosFrame(shape));
   v1::InferResponse response;
   grpc::Status status = Call(request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -96,7 +96,7 @@ TEST_F(RequestBatchTest, ABundleThatAllowsBatchesServesThemUpToItsLimit) {
   v1::InferResponse response;
   ASSERT_TRUE(Call(Request(Cut(0), ActivationAt(0, input)), &response).ok());
   EXPECT_TRUE(at::allclose(*common::DecodeFrame(response.outputs(0)),
-                           testing::RunFlat(original_, input)[0], 1e-5, 1e-6));
+                           test::RunFlat(original_, input)[0], 1e-5, 1e-6));
   grpc::Status status = Call(Request(Cut(0), ActivationAt(0, at::rand({5, 3, 8, 8}))), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("dimension 0 (the batch) is 5, outside 1..4"));
@@ -207,7 +207,7 @@ TEST_F(MemoryBudgetTest, RequestsBeyondTheBudgetAreRefusedAndTheBudgetIsReleased
     if (status.ok()) {
       ++answered;
       EXPECT_TRUE(at::allclose(*common::DecodeFrame(calls[i]->response.outputs(0)),
-                               testing::RunFlat(original_, inputs[i])[0], 1e-5, 1e-6));
+                               test::RunFlat(original_, inputs[i])[0], 1e-5, 1e-6));
     } else {
       ++refused;
       EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -245,7 +245,7 @@ TEST_F(PeerCapTest, OneConnectionAtItsCapDoesNotStarveAnother) {
   const grpc::Status admitted = other->done.get_future().get();
   ASSERT_TRUE(admitted.ok()) << admitted.error_message();
   EXPECT_TRUE(at::allclose(*common::DecodeFrame(other->response.outputs(0)),
-                           testing::RunFlat(original_, input)[0], 1e-5, 1e-6));
+                           test::RunFlat(original_, input)[0], 1e-5, 1e-6));
   EXPECT_TRUE(first->done.get_future().get().ok());
   EXPECT_TRUE(second->done.get_future().get().ok());
   EXPECT_EQ(Metric("cleave_edge_admission_refusals_total{reason=\"peer_cap\"}"), 1);

@@ -218,16 +218,16 @@ TEST_F(MetricsEdgeTest, MetricsEndpointServesValidPrometheusText) {
   EXPECT_EQ(HttpGet("/readyz").first, 200);
   EXPECT_EQ(HttpGet("/healthz").first, 200);
   // promtool (Debian's prometheus package, installed by scripts/setup.sh) must accept it.
-  testing::TempDir dir;
+  test::TempDir dir;
   std::ofstream(dir.File("metrics.txt")) << text;
-  auto check = testing::RunCommand("promtool check metrics < " + dir.File("metrics.txt"));
+  auto check = test::RunCommand("promtool check metrics < " + dir.File("metrics.txt"));
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
 TEST_F(EdgeServerTest, RepositoryPicksUpNewChangedAndRemovedBundles) {
   // New: a second model appears next to the first.
   const std::string concat_id =
-      testing::WriteTestBundle(testing::ConcatModel(), dir_.path(), "bundles/concat/1", {"stem"});
+      test::WriteTestBundle(test::ConcatModel(), dir_.path(), "bundles/concat/1", {"stem"});
   EXPECT_EQ(server_->registry().Find(concat_id), nullptr);
   EXPECT_EQ(server_->RescanBundles().added, 1);
   ASSERT_NE(server_->registry().Find(concat_id), nullptr);
@@ -237,7 +237,7 @@ TEST_F(EdgeServerTest, RepositoryPicksUpNewChangedAndRemovedBundles) {
   // Changed: the residual model re-split at other cuts is a new bundle id in the same folder.
   const std::string old_id = bundle_id_;
   const std::string new_id =
-      testing::WriteTestBundle(original_, dir_.path(), "bundles/residual/1", {"block1"});
+      test::WriteTestBundle(original_, dir_.path(), "bundles/residual/1", {"block1"});
   ASSERT_NE(new_id, old_id);
   const BundleRegistry::Changes changes = server_->RescanBundles();
   EXPECT_EQ(changes.added, 1);
@@ -260,8 +260,8 @@ TEST_F(EdgeServerTest, RepositoryPicksUpNewChangedAndRemovedBundles) {
 TEST_F(EdgeServerTest, HiddenFoldersWhereWritersStageBundlesAreNotScanned) {
   // A complete bundle in a hidden folder (where cleave split stages one) is not served; moved
   // into a visible folder it is.
-  const std::string id = testing::WriteTestBundle(testing::ConcatModel(), dir_.path(),
-                                                  "bundles/concat/.1.staging", {"stem"});
+  const std::string id = test::WriteTestBundle(test::ConcatModel(), dir_.path(),
+                                               "bundles/concat/.1.staging", {"stem"});
   ASSERT_FALSE(id.empty());
   EXPECT_EQ(server_->RescanBundles().added, 0);
   EXPECT_EQ(server_->registry().Find(id), nullptr);
@@ -272,8 +272,8 @@ TEST_F(EdgeServerTest, HiddenFoldersWhereWritersStageBundlesAreNotScanned) {
 
 TEST_F(EdgeServerTest, ABrokenUpdateIsRefusedAndTheOldBundleKeepsServing) {
   // Write a new version over the old one, then corrupt one of its segments.
-  testing::TempDir staging;
-  testing::WriteTestBundle(original_, staging.path(), "b", {"block1"});
+  test::TempDir staging;
+  test::WriteTestBundle(original_, staging.path(), "b", {"block1"});
   std::ofstream(staging.File("b/segment_1.pt"), std::ios::app) << "corrupt";
   std::filesystem::copy(
       staging.File("b"), dir_.File("bundles/residual/1"),
@@ -288,9 +288,9 @@ TEST_F(EdgeServerTest, ABrokenUpdateIsRefusedAndTheOldBundleKeepsServing) {
 TEST_F(EdgeServerTest, AnUpdateWhoseHashesMatchButWhoseSampleDoesNotIsRefused) {
   // Every file matches its hash, but the stored expected output is not what the segments
   // compute: the equivalence check, not the hash check, must refuse it.
-  testing::TempDir staging;
-  testing::WriteTestBundle(original_, staging.path(), "b", {"block1"});
-  common::BundleManifest manifest = testing::ReadManifest(staging.File("b"));
+  test::TempDir staging;
+  test::WriteTestBundle(original_, staging.path(), "b", {"block1"});
+  common::BundleManifest manifest = test::ReadManifest(staging.File("b"));
   const std::string wrong = *common::EncodeFrame(at::full({1, 10}, 42.0f));
   const common::FileRef& output = manifest.verification.outputs.at(0);
   ASSERT_TRUE(common::WriteFileAtomically(staging.File("b/" + output.file), wrong).ok());
@@ -392,7 +392,7 @@ TEST_F(PollingEdgeTest, PollingWorkersServeEveryRequestAndStopWithoutWaitingOutT
 }
 
 TEST(EdgeConfigTest, ConfigFileSetsOptionsAndRejectsUnknownKeys) {
-  testing::TempDir dir;
+  test::TempDir dir;
   std::ofstream(dir.File("edge.json")) << R"({
     "bundles": "/srv/b", "listen": "0.0.0.0:1234", "metrics_listen": "127.0.0.1:9464",
     "workers": 3, "max_queue": 10, "intra_op_threads": 2, "max_message_mb": 8, "idle_spin_us": 0,

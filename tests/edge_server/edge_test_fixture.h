@@ -31,9 +31,9 @@ class EdgeServerTest : public ::testing::Test {
   virtual void Configure(EdgeServerOptions* options) {}
 
   void SetUp() override {
-    original_ = testing::ResidualModel();
+    original_ = test::ResidualModel();
     bundle_id_ =
-        testing::WriteTestBundle(original_, dir_.path(), "bundles/residual/1", {"stem", "block1"});
+        test::WriteTestBundle(original_, dir_.path(), "bundles/residual/1", {"stem", "block1"});
     ASSERT_FALSE(bundle_id_.empty());
     auto bundle = common::Bundle::Load(dir_.File("bundles/residual/1"));
     ASSERT_TRUE(bundle.ok());
@@ -78,7 +78,7 @@ class EdgeServerTest : public ::testing::Test {
     v1::InferResponse response;
     ASSERT_TRUE(Call(Request(Cut(0), ActivationAt(0, input)), &response).ok());
     EXPECT_TRUE(at::allclose(*common::DecodeFrame(response.outputs(0)),
-                             testing::RunFlat(original_, input)[0], 1e-5, 1e-6));
+                             test::RunFlat(original_, input)[0], 1e-5, 1e-6));
   }
 
   // Writes requests 1..count on `stream`, request i resuming at cut index cut_of(i), and
@@ -88,7 +88,7 @@ class EdgeServerTest : public ::testing::Test {
     std::map<uint64_t, at::Tensor> expected;
     for (uint64_t id = 1; id <= count; ++id) {
       const at::Tensor input = at::rand({1, 3, 8, 8});
-      expected[id] = testing::RunFlat(original_, input)[0];
+      expected[id] = test::RunFlat(original_, input)[0];
       EXPECT_TRUE(stream->Write(Request(Cut(cut_of(id)), ActivationAt(cut_of(id), input), id)));
     }
     return expected;
@@ -143,7 +143,7 @@ class EdgeServerTest : public ::testing::Test {
     return bytes.size() == 2 && bytes[0] == 0x08 ? bytes[1] : 0;
   }
 
-  testing::TempDir dir_;
+  test::TempDir dir_;
   torch::jit::Module original_;
   std::string bundle_id_;
   std::shared_ptr<const common::Bundle> bundle_;

@@ -62,9 +62,9 @@ constexpr int kPerStream = 16;
 class HostileRequestsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const torch::jit::Module model = testing::ResidualModel();
-    residual_id_ = testing::WriteTestBundle(model, dir_.path(), "bundles/residual/1", {"stem"});
-    wide_id_ = testing::WriteTestBundle(model, dir_.path(), "bundles/wide/1", {"stem"});
+    const torch::jit::Module model = test::ResidualModel();
+    residual_id_ = test::WriteTestBundle(model, dir_.path(), "bundles/residual/1", {"stem"});
+    wide_id_ = test::WriteTestBundle(model, dir_.path(), "bundles/wide/1", {"stem"});
     ASSERT_FALSE(residual_id_.empty());
     ASSERT_FALSE(wide_id_.empty());
     auto bundle = common::Bundle::Load(dir_.File("bundles/wide/1"));
@@ -76,7 +76,7 @@ class HostileRequestsTest : public ::testing::Test {
     ASSERT_TRUE(common::WriteFileAtomically(
                     config, R"({"batching": {"models": {"wide": {"max_request_batch": 1024}}}})")
                     .ok());
-    edge_ = std::make_unique<testing::EdgeProcess>(
+    edge_ = std::make_unique<test::EdgeProcess>(
         dir_.File("bundles"),
         std::vector<std::string>{"--config", config, "--max-inflight-mb", absl::StrCat(kBudgetMiB),
                                  "--workers", "2", "--idle-spin-us", "0", "--watch-interval-ms",
@@ -87,8 +87,8 @@ class HostileRequestsTest : public ::testing::Test {
     stub_ = v1::Inference::NewStub(channel_);
     // Warm up (the first forwards allocate LibTorch's pools), then measure from here.
     ExpectValidRequestAnswered();
-    baseline_ = testing::ReadProcessMemory(edge_->pid());
-    testing::ResetPeakRss(edge_->pid());
+    baseline_ = test::ReadProcessMemory(edge_->pid());
+    test::ResetPeakRss(edge_->pid());
   }
 
   v1::InferRequest Hostile(const std::string& bundle_id, int64_t batch, uint64_t id) const {
@@ -98,7 +98,7 @@ class HostileRequestsTest : public ::testing::Test {
     request.set_request_id(id);
     request.set_bundle_id(bundle_id);
     request.set_cut_id(cut_);
-    request.set_activation(testing::CompressedZerosFrame(shape));
+    request.set_activation(test::CompressedZerosFrame(shape));
     return request;
   }
 
@@ -182,14 +182,14 @@ class HostileRequestsTest : public ::testing::Test {
     return bundle_->RunSegments(1, 1, {at::zeros(shape)})->toTensor();
   }
 
-  testing::TempDir dir_;
+  test::TempDir dir_;
   std::string residual_id_, wide_id_;
   std::shared_ptr<const common::Bundle> bundle_;
   int cut_ = 0;
-  std::unique_ptr<testing::EdgeProcess> edge_;
+  std::unique_ptr<test::EdgeProcess> edge_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Inference::Stub> stub_;
-  testing::ProcessMemory baseline_;
+  test::ProcessMemory baseline_;
 };
 
 TEST_F(HostileRequestsTest, BatteriesOfOversizedRequestsStayWithinTheBudgetAndAreAnswered) {
@@ -233,7 +233,7 @@ TEST_F(HostileRequestsTest, BatteriesOfOversizedRequestsStayWithinTheBudgetAndAr
   EXPECT_GT(refused, 0);
   EXPECT_EQ(computed + refused, kConcurrent + kStreams * kPerStream);
 
-  const testing::ProcessMemory after = testing::ReadProcessMemory(edge_->pid());
+  const test::ProcessMemory after = test::ReadProcessMemory(edge_->pid());
   const uint64_t growth = after.peak_rss > baseline_.rss ? after.peak_rss - baseline_.rss : 0;
   std::cout << "edge memory: resident " << baseline_.rss / kMiB << " MiB before, peak "
             << after.peak_rss / kMiB << " MiB during the batteries (growth " << growth / kMiB

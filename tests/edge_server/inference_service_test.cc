@@ -19,7 +19,7 @@ using ::testing::HasSubstr;
 
 TEST_F(EdgeServerTest, UnaryResultEqualsUnsplitModelFromEveryCut) {
   const at::Tensor input = at::rand({1, 3, 8, 8});
-  const at::Tensor expected = testing::RunFlat(original_, input)[0];
+  const at::Tensor expected = test::RunFlat(original_, input)[0];
   // Cut 0 sends the raw input: the edge runs everything.
   for (int cut : {common::kInputCutId, Cut(0), Cut(1)}) {
     const at::Tensor activation =

@@ -13,23 +13,21 @@
 namespace cleave {
 namespace {
 
+using test::RunCommand;
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
-using testing::RunCommand;
 
-std::string Cleave() { return testing::BinaryPath("cleave"); }
+std::string Cleave() { return test::BinaryPath("cleave"); }
 
 class CliTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    model_ = testing::SaveModel(testing::ResidualModel(), dir_.File("net.pt"));
-  }
+  void SetUp() override { model_ = test::SaveModel(test::ResidualModel(), dir_.File("net.pt")); }
 
-  testing::CommandResult Run(const std::string& arguments) {
+  test::CommandResult Run(const std::string& arguments) {
     return RunCommand(Cleave() + " " + arguments);
   }
 
-  testing::TempDir dir_;
+  test::TempDir dir_;
   std::string model_;
 };
 
@@ -186,7 +184,7 @@ TEST_F(CliTest, PlanningErrorsNameWhatWasWrong) {
                 dir_.File("p.json"))
                 .exit_code,
             0);
-  const std::string other = testing::SaveModel(testing::ConcatModel(), dir_.File("other.pt"));
+  const std::string other = test::SaveModel(test::ConcatModel(), dir_.File("other.pt"));
   const std::string profiles =
       " --device-profile " + dir_.File("p.json") + " --edge-profile " + dir_.File("p.json");
   auto wrong_model =
@@ -212,8 +210,8 @@ TEST_F(CliTest, PlanningErrorsNameWhatWasWrong) {
 }
 
 TEST_F(CliTest, EdgeWithMissingBundleFolderExitsNonZero) {
-  auto result = RunCommand(testing::BinaryPath("cleave-edge") + " --bundles " +
-                           dir_.File("missing") + " --listen 127.0.0.1:0");
+  auto result = RunCommand(test::BinaryPath("cleave-edge") + " --bundles " + dir_.File("missing") +
+                           " --listen 127.0.0.1:0");
   EXPECT_NE(result.exit_code, 0);
   EXPECT_THAT(result.output, HasSubstr("bundle folder not found"));
 }

@@ -41,7 +41,7 @@ class CrashSafeWritesTest : public ::testing::Test {
   }
 
   std::vector<std::string> Split(const std::string& cuts, const std::string& out) const {
-    return {testing::BinaryPath("cleave"),
+    return {test::BinaryPath("cleave"),
             "split",
             kModel,
             "--input-shape",
@@ -56,7 +56,7 @@ class CrashSafeWritesTest : public ::testing::Test {
   void Run(const std::vector<std::string>& args) {
     std::string command;
     for (const std::string& arg : args) absl::StrAppend(&command, "'", arg, "' ");
-    const testing::CommandResult result = testing::RunCommand(command);
+    const test::CommandResult result = test::RunCommand(command);
     ASSERT_EQ(result.exit_code, 0) << command << "\n" << result.output;
   }
 
@@ -83,7 +83,7 @@ class CrashSafeWritesTest : public ::testing::Test {
   // Runs `args` to the end, uninterrupted, watching when it writes. Fails the test unless it
   // writes and exits 0.
   Writing MeasureWriting(const std::vector<std::string>& args) {
-    const int pid = testing::StartProcess(args, dir_.File("writer.log"));
+    const int pid = test::StartProcess(args, dir_.File("writer.log"));
     int status = 0;
     const bool wrote = AwaitFirstWrite(pid, &status);
     EXPECT_TRUE(wrote) << "the writer exited without writing under " << watched_;
@@ -128,7 +128,7 @@ class CrashSafeWritesTest : public ::testing::Test {
   void KillMidway(const std::vector<std::string>& args, const Writing& writing) {
     std::uniform_real_distribution<double> share(0.0, 1.0);
     const double mode = share(random_);
-    const int pid = testing::StartProcess(args, dir_.File("writer.log"));
+    const int pid = test::StartProcess(args, dir_.File("writer.log"));
     auto sleep = [](Clock::duration span, double fraction) {
       std::this_thread::sleep_for(
           std::chrono::duration_cast<std::chrono::microseconds>(span * fraction));
@@ -140,7 +140,7 @@ class CrashSafeWritesTest : public ::testing::Test {
       if (!AwaitFirstWrite(pid, &status)) return;  // done before it was seen writing
       sleep(mode < 0.6 ? writing.burst + writing.burst / 5 : writing.span, share(random_));
     }
-    testing::KillProcess(pid);
+    test::KillProcess(pid);
   }
 
   // The id of the bundle in `dir` ("" when it does not load).
@@ -160,7 +160,7 @@ class CrashSafeWritesTest : public ::testing::Test {
     return (*bundle)->id();
   }
 
-  testing::TempDir dir_;
+  test::TempDir dir_;
   std::string target_;
   std::string watched_;  // where the writer under test writes; its log goes elsewhere
   std::mt19937 random_{20261201};
@@ -177,7 +177,7 @@ TEST_F(CrashSafeWritesTest, AKilledWriterLeavesTheOldOrTheNewCompleteBundle) {
   const Writing split_writing = MeasureWriting(Split("stem", target_));
   std::set<std::string> seen = {CompleteBundleId()};  // every complete state the folder had
 
-  testing::EdgeProcess edge(dir_.File("bundles"), {"--watch-interval-ms", "10"});
+  test::EdgeProcess edge(dir_.File("bundles"), {"--watch-interval-ms", "10"});
   ASSERT_TRUE(edge.running()) << edge.Log();
 
   // cleave split, replacing one version with the other.
@@ -188,7 +188,7 @@ TEST_F(CrashSafeWritesTest, AKilledWriterLeavesTheOldOrTheNewCompleteBundle) {
     seen.insert(id);
   }
   // cleave exits train, adding heads to whichever version is there (a new id each time).
-  const std::vector<std::string> train = {testing::BinaryPath("cleave"),
+  const std::vector<std::string> train = {test::BinaryPath("cleave"),
                                           "exits",
                                           "train",
                                           target_,
@@ -242,7 +242,7 @@ TEST_F(CrashSafeWritesTest, AKilledProfilerLeavesNoFileOrACompleteOne) {
   fs::create_directories(watched_);
   const std::string out = watched_ + "/profile.json";
   const std::vector<std::string> profile = {
-      testing::BinaryPath("cleave"), "profile", kModel, "--input-shape", "1,1,28,28", "-o", out};
+      test::BinaryPath("cleave"), "profile", kModel, "--input-shape", "1,1,28,28", "-o", out};
   const Writing profile_writing = MeasureWriting(profile);
   for (int round = 0; round < 8; ++round) {
     KillMidway(profile, profile_writing);

@@ -38,7 +38,7 @@ std::unique_ptr<device::Runtime> EdgeOnlyRuntime(const std::string& bundle_dir,
                                                  const std::string& edge) {
   device::RuntimeOptions options;
   options.edges = {edge};
-  options.offload_cut = testing::ReadManifest(bundle_dir).cuts.at(0).id;
+  options.offload_cut = test::ReadManifest(bundle_dir).cuts.at(0).id;
   options.deadline = std::chrono::seconds(10);
   options.local_fallback = false;
   options.probe_interval = milliseconds(0);
@@ -48,7 +48,7 @@ std::unique_ptr<device::Runtime> EdgeOnlyRuntime(const std::string& bundle_dir,
 }
 
 // Waits up to 30 s until the edge's log contains `text`.
-bool LogEventuallyContains(const testing::EdgeProcess& edge, const std::string& text) {
+bool LogEventuallyContains(const test::EdgeProcess& edge, const std::string& text) {
   const auto give_up = Clock::now() + std::chrono::seconds(30);
   while (Clock::now() < give_up) {
     if (edge.Log().find(text) != std::string::npos) return true;
@@ -58,10 +58,10 @@ bool LogEventuallyContains(const testing::EdgeProcess& edge, const std::string& 
 }
 
 TEST(EdgeLifecycleTest, BundlesChangingUnderTrafficNeverFailARequest) {
-  testing::TempDir dir;
-  const torch::jit::Module model = testing::ResidualModel();
-  ASSERT_FALSE(testing::WriteTestBundle(model, dir.path(), "bundles/residual/1", {"stem"}).empty());
-  testing::EdgeProcess edge(dir.File("bundles"), {"--watch-interval-ms", "50"});
+  test::TempDir dir;
+  const torch::jit::Module model = test::ResidualModel();
+  ASSERT_FALSE(test::WriteTestBundle(model, dir.path(), "bundles/residual/1", {"stem"}).empty());
+  test::EdgeProcess edge(dir.File("bundles"), {"--watch-interval-ms", "50"});
   ASSERT_TRUE(edge.running()) << edge.Log();
   auto runtime = EdgeOnlyRuntime(dir.File("bundles/residual/1"), edge.address());
   ASSERT_NE(runtime, nullptr);
@@ -76,7 +76,7 @@ TEST(EdgeLifecycleTest, BundlesChangingUnderTrafficNeverFailARequest) {
     std::lock_guard<std::mutex> lock(mutex);
     ++answers[sequence];
     if (!result.ok() || result->placement != device::Placement::kEdge ||
-        !at::allclose(result->outputs.at(0), testing::RunFlat(model, inputs.at(sequence))[0], 1e-5,
+        !at::allclose(result->outputs.at(0), test::RunFlat(model, inputs.at(sequence))[0], 1e-5,
                       1e-6)) {
       ++failures;
       ADD_FAILURE() << "request " << sequence << ": "
@@ -96,9 +96,9 @@ TEST(EdgeLifecycleTest, BundlesChangingUnderTrafficNeverFailARequest) {
   });
 
   // 1. A second version appears beside the first.
-  testing::TempDir staging;
+  test::TempDir staging;
   const std::string v2 =
-      testing::WriteTestBundle(model, staging.path(), "residual-2", {"stem", "block1"});
+      test::WriteTestBundle(model, staging.path(), "residual-2", {"stem", "block1"});
   fs::copy(staging.File("residual-2"), dir.File("bundles/residual/2"), fs::copy_options::recursive);
   EXPECT_TRUE(LogEventuallyContains(edge, "id=" + v2));
   // 2. Version 2 overwritten in place by a broken copy: refused, version 2 keeps serving.
@@ -108,7 +108,7 @@ TEST(EdgeLifecycleTest, BundlesChangingUnderTrafficNeverFailARequest) {
   // 3. A bundle half copied in (files without their manifest) is not loaded until its
   // manifest arrives.
   const std::string concat =
-      testing::WriteTestBundle(testing::ConcatModel(), staging.path(), "concat", {"stem"});
+      test::WriteTestBundle(test::ConcatModel(), staging.path(), "concat", {"stem"});
   fs::create_directories(dir.File("bundles/concat/1"));
   for (const auto& entry : fs::directory_iterator(staging.File("concat"))) {
     if (entry.path().filename() != "manifest.json") {
@@ -200,12 +200,12 @@ class HealthWatch final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
 };
 
 TEST(EdgeLifecycleTest, SigtermAnswersWhatIsInFlightReportsNotServingAndExitsZero) {
-  testing::TempDir dir;
-  const torch::jit::Module model = testing::ResidualModel();
-  ASSERT_FALSE(testing::WriteTestBundle(model, dir.path(), "bundles/residual/1", {"stem"}).empty());
+  test::TempDir dir;
+  const torch::jit::Module model = test::ResidualModel();
+  ASSERT_FALSE(test::WriteTestBundle(model, dir.path(), "bundles/residual/1", {"stem"}).empty());
   // Batches wait 1.5 s to fill: the requests below are still queued when SIGTERM arrives.
-  testing::EdgeProcess edge(dir.File("bundles"), {"--max-queue-delay-us", "1500000",
-                                                  "--max-batch-size", "64", "--workers", "1"});
+  test::EdgeProcess edge(dir.File("bundles"), {"--max-queue-delay-us", "1500000",
+                                               "--max-batch-size", "64", "--workers", "1"});
   ASSERT_TRUE(edge.running()) << edge.Log();
   auto channel = grpc::CreateChannel(edge.address(), grpc::InsecureChannelCredentials());
   HealthWatch* watch = new HealthWatch(channel);  // deletes itself: see below
@@ -227,7 +227,7 @@ TEST(EdgeLifecycleTest, SigtermAnswersWhatIsInFlightReportsNotServingAndExitsZer
     ASSERT_TRUE(result.ok()) << "request " << i << ": " << result.status();
     EXPECT_EQ(result->placement, device::Placement::kEdge);
     EXPECT_TRUE(
-        at::allclose(result->outputs.at(0), testing::RunFlat(model, inputs[i])[0], 1e-5, 1e-6));
+        at::allclose(result->outputs.at(0), test::RunFlat(model, inputs[i])[0], 1e-5, 1e-6));
   }
   stopper.join();
   EXPECT_LT(Clock::now() - sent, std::chrono::seconds(5)) << "the drain waited out its grace";

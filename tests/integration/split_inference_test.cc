@@ -11,6 +11,7 @@
 #include <fstream>
 #include <set>
 
+#include "cleave/common/bundle.h"
 #include "cleave/common/files.h"
 #include "cleave/common/idx_dataset.h"
 #include "cleave/common/tensor_frame.h"
@@ -27,18 +28,18 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(SplitInferenceTest, EdgeProcessServesTheSplitModelExactly) {
-  testing::TempDir dir;
-  const torch::jit::Module original = testing::ConcatModel();
+  test::TempDir dir;
+  const torch::jit::Module original = test::ConcatModel();
   const std::string bundle_id =
-      testing::WriteTestBundle(original, dir.path(), "bundles/concat", {"stem", "cat"});
-  testing::EdgeProcess edge(dir.File("bundles"));
+      test::WriteTestBundle(original, dir.path(), "bundles/concat", {"stem", "cat"});
+  test::EdgeProcess edge(dir.File("bundles"));
   ASSERT_TRUE(edge.running()) << edge.Log();
 
   device::RuntimeOptions options;
   options.edges = {edge.address()};
   options.deadline = std::chrono::seconds(30);
   options.local_fallback = false;
-  options.offload_cut = testing::ReadManifest(dir.File("bundles/concat")).cuts[0].id;
+  options.offload_cut = test::ReadManifest(dir.File("bundles/concat")).cuts[0].id;
   auto runtime = device::Runtime::Create(dir.File("bundles/concat"), options);
   ASSERT_TRUE(runtime.ok()) << runtime.status();
   EXPECT_EQ((*runtime)->bundle().id(), bundle_id);
@@ -47,19 +48,19 @@ TEST(SplitInferenceTest, EdgeProcessServesTheSplitModelExactly) {
     auto result = (*runtime)->Infer(input);
     ASSERT_TRUE(result.ok()) << result.status() << "\n" << edge.Log();
     EXPECT_EQ(result->placement, device::Placement::kEdge);
-    EXPECT_TRUE(at::allclose(result->outputs[0], testing::RunFlat(original, input)[0], 1e-5, 1e-6));
+    EXPECT_TRUE(at::allclose(result->outputs[0], test::RunFlat(original, input)[0], 1e-5, 1e-6));
   }
   EXPECT_EQ(edge.Stop(), 0) << "SIGTERM must drain and exit 0\n" << edge.Log();
 }
 
 TEST(SplitInferenceTest, EdgeProcessRefusesTamperedBundleAndServesTheRest) {
-  testing::TempDir dir;
-  const torch::jit::Module good = testing::ResidualModel();
-  const std::string good_id = testing::WriteTestBundle(good, dir.path(), "bundles/good", {"stem"});
+  test::TempDir dir;
+  const torch::jit::Module good = test::ResidualModel();
+  const std::string good_id = test::WriteTestBundle(good, dir.path(), "bundles/good", {"stem"});
   const std::string bad_id =
-      testing::WriteTestBundle(testing::ConcatModel(), dir.path(), "bundles/bad", {"stem"});
+      test::WriteTestBundle(test::ConcatModel(), dir.path(), "bundles/bad", {"stem"});
   std::ofstream(dir.File("bundles/bad/segment_1.pt"), std::ios::app) << "x";
-  testing::EdgeProcess edge(dir.File("bundles"));
+  test::EdgeProcess edge(dir.File("bundles"));
   ASSERT_TRUE(edge.running()) << edge.Log();
   EXPECT_THAT(edge.Log(), HasSubstr("bundle_refused"));
   EXPECT_THAT(edge.Log(), HasSubstr("bundles=1"));
@@ -79,7 +80,7 @@ TEST(SplitInferenceTest, EdgeProcessRefusesTamperedBundleAndServesTheRest) {
     if (id == good_id) {
       ASSERT_TRUE(status.ok()) << status.error_message();
       EXPECT_TRUE(at::allclose(*common::DecodeFrame(response.outputs(0)),
-                               testing::RunFlat(good, input)[0], 1e-5, 1e-6));
+                               test::RunFlat(good, input)[0], 1e-5, 1e-6));
     } else {
       EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
     }
@@ -91,20 +92,20 @@ TEST(SplitInferenceTest, DeviceCliOverFashionMnistAgreesWithUnsplitModel) {
   // image, so agreement cannot come from a constant answer. What cleave-device predicted is
   // checked here against the unsplit model run in this process, and its accuracy against the
   // labels — not against the figures it computes itself.
-  testing::TempDir dir;
+  test::TempDir dir;
   const std::string model = CLEAVE_EXITS_MODEL_DIR "/model.pt";
-  auto split = testing::RunCommand(testing::BinaryPath("cleave") + " split " + model +
-                                   " --input-shape 1,1,28,28 --cuts stem,layer2 -o " +
-                                   dir.File("bundles/ref"));
+  auto split =
+      test::RunCommand(test::BinaryPath("cleave") + " split " + model +
+                       " --input-shape 1,1,28,28 --cuts stem,layer2 -o " + dir.File("bundles/ref"));
   ASSERT_EQ(split.exit_code, 0) << split.output;
-  testing::EdgeProcess edge(dir.File("bundles"));
+  test::EdgeProcess edge(dir.File("bundles"));
   ASSERT_TRUE(edge.running()) << edge.Log();
   constexpr int kImages = 50;
-  auto run = testing::RunCommand(
-      testing::BinaryPath("cleave-device") + " --bundle " + dir.File("bundles/ref") + " --edge " +
-          edge.address() + " --cut stem --limit " + std::to_string(kImages) +
-          " --deadline-ms 30000 --no-fallback --json --reference " + model,
-      /*merge_stderr=*/false);
+  auto run = test::RunCommand(test::BinaryPath("cleave-device") + " --bundle " +
+                                  dir.File("bundles/ref") + " --edge " + edge.address() +
+                                  " --cut stem --limit " + std::to_string(kImages) +
+                                  " --deadline-ms 30000 --no-fallback --json --reference " + model,
+                              /*merge_stderr=*/false);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const auto summary = nlohmann::json::parse(run.output);
   EXPECT_EQ(summary["requests"], kImages);
@@ -115,7 +116,7 @@ TEST(SplitInferenceTest, DeviceCliOverFashionMnistAgreesWithUnsplitModel) {
   ASSERT_TRUE(images.ok()) << images.status();
   auto unsplit = common::LoadTorchScript(model);
   ASSERT_TRUE(unsplit.ok()) << unsplit.status();
-  const at::Tensor expected = testing::RunFlat(*unsplit, images->images)[0].argmax(1).to(at::kLong);
+  const at::Tensor expected = test::RunFlat(*unsplit, images->images)[0].argmax(1).to(at::kLong);
   const auto predicted = summary["predictions"].get<std::vector<int64_t>>();
   ASSERT_EQ(predicted.size(), static_cast<size_t>(kImages));
   std::set<int64_t> classes;
@@ -130,14 +131,14 @@ TEST(SplitInferenceTest, DeviceCliOverFashionMnistAgreesWithUnsplitModel) {
   EXPECT_DOUBLE_EQ(summary["accuracy"].get<double>(), static_cast<double>(correct) / kImages);
 
   // Without --json: a progress line on stderr, then the summary table on stdout.
-  auto table = testing::RunCommand(testing::BinaryPath("cleave-device") + " --bundle " +
-                                       dir.File("bundles/ref") + " --edge " + edge.address() +
-                                       " --cut stem --limit 20 --deadline-ms 30000 --no-fallback" +
-                                       " 2> " + dir.File("progress.txt"),
-                                   /*merge_stderr=*/false);
+  auto table = test::RunCommand(test::BinaryPath("cleave-device") + " --bundle " +
+                                    dir.File("bundles/ref") + " --edge " + edge.address() +
+                                    " --cut stem --limit 20 --deadline-ms 30000 --no-fallback" +
+                                    " 2> " + dir.File("progress.txt"),
+                                /*merge_stderr=*/false);
   ASSERT_EQ(table.exit_code, 0) << table.output;
   const std::string stem_cut =
-      std::to_string(testing::ReadManifest(dir.File("bundles/ref")).FindCutNamed("stem")->id);
+      std::to_string(test::ReadManifest(dir.File("bundles/ref")).FindCutNamed("stem")->id);
   for (const std::string& row :
        {std::string("requests"), std::string("20"), std::string("accuracy"),
         std::string("ran on edge"), std::string("20 (100.0%)"), "offloaded at cut " + stem_cut,
@@ -152,9 +153,8 @@ TEST(SplitInferenceTest, DeviceCliOverFashionMnistAgreesWithUnsplitModel) {
 }
 
 TEST(SplitInferenceTest, DeviceCliRunsFramesFailsOverAndExportsTelemetry) {
-  testing::TempDir dir;
-  testing::WriteTestBundle(testing::ResidualModel(), dir.path(), "bundles/residual",
-                           {"stem", "block1"});
+  test::TempDir dir;
+  test::WriteTestBundle(test::ResidualModel(), dir.path(), "bundles/residual", {"stem", "block1"});
   std::filesystem::create_directories(dir.File("frames"));
   for (int i = 0; i < 6; ++i) {
     auto frame = common::EncodeFrame(at::rand({1, 3, 8, 8}));
@@ -163,16 +163,16 @@ TEST(SplitInferenceTest, DeviceCliRunsFramesFailsOverAndExportsTelemetry) {
         common::WriteFileAtomically(dir.File("frames/" + std::to_string(i) + ".frame"), *frame)
             .ok());
   }
-  testing::EdgeProcess edge(dir.File("bundles"));
+  test::EdgeProcess edge(dir.File("bundles"));
   ASSERT_TRUE(edge.running()) << edge.Log();
   // The first edge is down: every request fails over to the second.
-  auto run = testing::RunCommand(testing::BinaryPath("cleave-device") + " --bundle " +
-                                     dir.File("bundles/residual") + " --edge 127.0.0.1:1 --edge " +
-                                     edge.address() + " --cut stem --inputs " + dir.File("frames") +
-                                     " --in-flight 3 --deadline-ms 20000 --no-fallback --json" +
-                                     " --telemetry-json " + dir.File("telemetry.json") +
-                                     " --telemetry-prometheus " + dir.File("telemetry.prom"),
-                                 /*merge_stderr=*/false);
+  auto run = test::RunCommand(test::BinaryPath("cleave-device") + " --bundle " +
+                                  dir.File("bundles/residual") + " --edge 127.0.0.1:1 --edge " +
+                                  edge.address() + " --cut stem --inputs " + dir.File("frames") +
+                                  " --in-flight 3 --deadline-ms 20000 --no-fallback --json" +
+                                  " --telemetry-json " + dir.File("telemetry.json") +
+                                  " --telemetry-prometheus " + dir.File("telemetry.prom"),
+                              /*merge_stderr=*/false);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const auto summary = nlohmann::json::parse(run.output);
   EXPECT_EQ(summary["requests"], 6);
@@ -224,16 +224,16 @@ TEST(SplitInferenceTest, DeviceCliRunsFramesFailsOverAndExportsTelemetry) {
 }
 
 TEST(SplitInferenceTest, DeviceCliNamesAnUnknownCutAndAnEmptyFrameFolder) {
-  testing::TempDir dir;
-  testing::WriteTestBundle(testing::ResidualModel(), dir.path(), "bundles/residual", {"stem"});
+  test::TempDir dir;
+  test::WriteTestBundle(test::ResidualModel(), dir.path(), "bundles/residual", {"stem"});
   const std::string device =
-      testing::BinaryPath("cleave-device") + " --bundle " + dir.File("bundles/residual");
-  auto unknown = testing::RunCommand(device + " --cut layer9");
+      test::BinaryPath("cleave-device") + " --bundle " + dir.File("bundles/residual");
+  auto unknown = test::RunCommand(device + " --cut layer9");
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_THAT(unknown.output, HasSubstr("--cut layer9"));
   EXPECT_THAT(unknown.output, HasSubstr("stem"));
   std::filesystem::create_directories(dir.File("empty"));
-  auto empty = testing::RunCommand(device + " --inputs " + dir.File("empty"));
+  auto empty = test::RunCommand(device + " --inputs " + dir.File("empty"));
   EXPECT_EQ(empty.exit_code, 1);
   EXPECT_THAT(empty.output, HasSubstr("holds no *.frame files"));
 }
@@ -245,7 +245,7 @@ TEST(SplitInferenceTest, LossyCodecsEndToEndStayWithinTheirStatedAgreement) {
   // must be at least the codec's stated agreement (docs/PERFORMANCE.md, "Activation codec":
   // under 0.5 pp accuracy change for int8, 0.15 pp for int4 at layer2), and fewer bits must mean
   // fewer bytes on the wire.
-  testing::TempDir dir;
+  test::TempDir dir;
   const std::string model = CLEAVE_EXITS_MODEL_DIR "/model.pt";
   constexpr int kImages = 200;
   struct Case {
@@ -258,26 +258,26 @@ TEST(SplitInferenceTest, LossyCodecsEndToEndStayWithinTheirStatedAgreement) {
         c.codec.rfind("int", 0) == 0
             ? std::string(" --calibration-data ") + common::kFashionMnistDir
             : std::string();
-    auto split = testing::RunCommand(testing::BinaryPath("cleave") + " split " + model +
-                                     " --input-shape 1,1,28,28 --cuts layer2 --codec " + c.codec +
-                                     calibration + " -o " + dir.File("bundles/" + c.codec));
+    auto split = test::RunCommand(test::BinaryPath("cleave") + " split " + model +
+                                  " --input-shape 1,1,28,28 --cuts layer2 --codec " + c.codec +
+                                  calibration + " -o " + dir.File("bundles/" + c.codec));
     ASSERT_EQ(split.exit_code, 0) << split.output;
   }
-  testing::EdgeProcess edge(dir.File("bundles"));
+  test::EdgeProcess edge(dir.File("bundles"));
   ASSERT_TRUE(edge.running()) << edge.Log();
   auto images = common::LoadFashionMnist(common::kFashionMnistDir, "t10k", kImages);
   ASSERT_TRUE(images.ok()) << images.status();
   auto unsplit = common::LoadTorchScript(model);
   ASSERT_TRUE(unsplit.ok()) << unsplit.status();
-  const at::Tensor expected = testing::RunFlat(*unsplit, images->images)[0].argmax(1);
+  const at::Tensor expected = test::RunFlat(*unsplit, images->images)[0].argmax(1);
   double previous_bytes = 0;
   for (const Case& c : cases) {
     SCOPED_TRACE(c.codec);
-    auto run = testing::RunCommand(
-        testing::BinaryPath("cleave-device") + " --bundle " + dir.File("bundles/" + c.codec) +
-            " --edge " + edge.address() + " --cut layer2 --limit " + std::to_string(kImages) +
-            " --deadline-ms 30000 --no-fallback --json",
-        /*merge_stderr=*/false);
+    auto run = test::RunCommand(test::BinaryPath("cleave-device") + " --bundle " +
+                                    dir.File("bundles/" + c.codec) + " --edge " + edge.address() +
+                                    " --cut layer2 --limit " + std::to_string(kImages) +
+                                    " --deadline-ms 30000 --no-fallback --json",
+                                /*merge_stderr=*/false);
     ASSERT_EQ(run.exit_code, 0) << run.output;
     const auto summary = nlohmann::json::parse(run.output);
     EXPECT_EQ(summary["placements"]["edge"], kImages);

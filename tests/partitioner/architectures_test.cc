@@ -34,9 +34,9 @@ const fs::path& ModelsDir() {
   static std::once_flag exported;
   std::call_once(exported, [] {
     if (fs::exists(dir / "models.json")) return;
-    const auto result = testing::RunCommand("/usr/bin/python3 " CLEAVE_SOURCE_DIR
-                                            "/tests/python/export_architectures.py " +
-                                            dir.string());
+    const auto result = test::RunCommand("/usr/bin/python3 " CLEAVE_SOURCE_DIR
+                                         "/tests/python/export_architectures.py " +
+                                         dir.string());
     ASSERT_EQ(result.exit_code, 0) << result.output;
   });
   return dir;
@@ -97,7 +97,7 @@ TEST_P(ArchitectureTest, SplitAtEveryModuleCutReproducesTheModelAtBatchOneAndTwo
   ASSERT_GE(interior.size(), 1u) << "expected a cut inside " << GetParam();
 
   // A bundle cut at every module-level cut, verified on write and again on load.
-  testing::TempDir dir;
+  test::TempDir dir;
   auto written = WriteBundle(**model, interior, dir.File("bundle"), BundleOptions{});
   ASSERT_TRUE(written.ok()) << written.status();
   EXPECT_EQ(written->num_segments, interior.size() + 1);

@@ -19,9 +19,8 @@ using ::testing::HasSubstr;
 class BundleWriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    original_ = testing::TupleOutputModel();
-    auto model =
-        ModelGraph::Load(testing::SaveModel(original_, dir_.File("net.pt")), {{1, 3, 8, 8}});
+    original_ = test::TupleOutputModel();
+    auto model = ModelGraph::Load(test::SaveModel(original_, dir_.File("net.pt")), {{1, 3, 8, 8}});
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = *std::move(model);
     for (const CutPoint& cut : model_->Cuts(Granularity::kNode)) {
@@ -34,7 +33,7 @@ class BundleWriterTest : public ::testing::Test {
     return WriteBundle(*model_, cuts.empty() ? cut_ids_ : cuts, dir_.File(name), {});
   }
 
-  testing::TempDir dir_;
+  test::TempDir dir_;
   torch::jit::Module original_;
   std::unique_ptr<ModelGraph> model_;
   std::vector<int> cut_ids_;

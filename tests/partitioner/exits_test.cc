@@ -80,7 +80,7 @@ class ExitsTest : public ::testing::Test {
   static std::string* suite_error_;
   static common::LabeledImages* data_;
   static std::vector<int> cut_ids_;
-  testing::TempDir work_;
+  test::TempDir work_;
 };
 
 std::string* ExitsTest::suite_error_ = nullptr;
@@ -132,7 +132,7 @@ TEST_F(ExitsTest, BundleWithHeadsPassesVerify) {
   auto bundle = common::Bundle::Load(dir);
   ASSERT_TRUE(bundle.ok()) << bundle.status();
   EXPECT_TRUE((*bundle)->Verify().ok());
-  auto verify = testing::RunCommand(testing::BinaryPath("cleave") + " verify " + dir);
+  auto verify = test::RunCommand(test::BinaryPath("cleave") + " verify " + dir);
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
   std::filesystem::resize_file(dir + "/exit_" + std::to_string(cut_ids_[0]) + ".pt", 10);
   auto tampered = common::Bundle::Load(dir);

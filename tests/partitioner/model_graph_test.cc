@@ -17,8 +17,8 @@ using ::testing::HasSubstr;
 
 const std::vector<common::Shape> kImage = {{1, 3, 8, 8}};
 
-std::unique_ptr<ModelGraph> Load(const torch::jit::Module& module, const testing::TempDir& dir) {
-  auto model = ModelGraph::Load(testing::SaveModel(module, dir.File("model.pt")), kImage);
+std::unique_ptr<ModelGraph> Load(const torch::jit::Module& module, const test::TempDir& dir) {
+  auto model = ModelGraph::Load(test::SaveModel(module, dir.File("model.pt")), kImage);
   EXPECT_TRUE(model.ok()) << model.status();
   return model.ok() ? *std::move(model) : nullptr;
 }
@@ -51,7 +51,7 @@ void ExpectSplitReproducesModel(const torch::jit::Module& original, const ModelG
   }
   std::vector<at::Tensor> actual;
   ASSERT_TRUE(common::FlattenTensors(value, &actual).ok());
-  const std::vector<at::Tensor> expected = testing::RunFlat(original, input);
+  const std::vector<at::Tensor> expected = test::RunFlat(original, input);
   ASSERT_EQ(actual.size(), expected.size());
   for (size_t i = 0; i < actual.size(); ++i) {
     EXPECT_TRUE(at::allclose(actual[i], expected[i], 1e-5, 1e-6)) << "output " << i;
@@ -59,8 +59,8 @@ void ExpectSplitReproducesModel(const torch::jit::Module& original, const ModelG
 }
 
 TEST(ModelGraphTest, ResidualModelCutsOnlyWhereBranchesHaveJoined) {
-  testing::TempDir dir;
-  auto model = Load(testing::ResidualModel(), dir);
+  test::TempDir dir;
+  auto model = Load(test::ResidualModel(), dir);
   ASSERT_NE(model, nullptr);
   EXPECT_THAT(Names(model->Cuts(Granularity::kModule)),
               ElementsAre("input", "stem", "block1", "block2", "mean"));
@@ -77,8 +77,8 @@ TEST(ModelGraphTest, ResidualModelCutsOnlyWhereBranchesHaveJoined) {
 }
 
 TEST(ModelGraphTest, ConcatModelCutsAroundTheBranchesNotInside) {
-  testing::TempDir dir;
-  auto model = Load(testing::ConcatModel(), dir);
+  test::TempDir dir;
+  auto model = Load(test::ConcatModel(), dir);
   ASSERT_NE(model, nullptr);
   const std::vector<std::string> names = Names(model->Cuts(Granularity::kNode));
   EXPECT_THAT(names, ::testing::Contains("stem"));
@@ -89,8 +89,8 @@ TEST(ModelGraphTest, ConcatModelCutsAroundTheBranchesNotInside) {
 }
 
 TEST(ModelGraphTest, CutIdsAreStableAcrossLoadsAndGranularities) {
-  testing::TempDir dir;
-  auto first = Load(testing::ResidualModel(), dir);
+  test::TempDir dir;
+  auto first = Load(test::ResidualModel(), dir);
   auto second = ModelGraph::Load(dir.File("model.pt"), kImage);
   ASSERT_TRUE(second.ok());
   std::map<std::string, int> node_ids;
@@ -101,8 +101,8 @@ TEST(ModelGraphTest, CutIdsAreStableAcrossLoadsAndGranularities) {
 }
 
 TEST(ModelGraphTest, SplitReproducesResidualModelAtEveryCut) {
-  testing::TempDir dir;
-  const torch::jit::Module original = testing::ResidualModel();
+  test::TempDir dir;
+  const torch::jit::Module original = test::ResidualModel();
   auto model = Load(original, dir);
   ASSERT_NE(model, nullptr);
   for (const CutPoint& cut : model->Cuts(Granularity::kNode)) {
@@ -113,33 +113,33 @@ TEST(ModelGraphTest, SplitReproducesResidualModelAtEveryCut) {
 }
 
 TEST(ModelGraphTest, SplitAtSeveralCutsReproducesConcatModel) {
-  testing::TempDir dir;
-  const torch::jit::Module original = testing::ConcatModel();
+  test::TempDir dir;
+  const torch::jit::Module original = test::ConcatModel();
   auto model = Load(original, dir);
   ASSERT_NE(model, nullptr);
   ExpectSplitReproducesModel(original, *model, {IdOf(*model, "stem"), IdOf(*model, "cat")});
 }
 
 TEST(ModelGraphTest, SplitReproducesNestedTupleOutput) {
-  testing::TempDir dir;
-  const torch::jit::Module original = testing::TupleOutputModel();
+  test::TempDir dir;
+  const torch::jit::Module original = test::TupleOutputModel();
   auto model = Load(original, dir);
   ASSERT_NE(model, nullptr);
   ExpectSplitReproducesModel(original, *model, {IdOf(*model, "stem")});
-  EXPECT_EQ(testing::RunFlat(original, at::rand({1, 3, 8, 8})).size(), 3u);
+  EXPECT_EQ(test::RunFlat(original, at::rand({1, 3, 8, 8})).size(), 3u);
 }
 
 TEST(ModelGraphTest, SplitReproducesDictOutput) {
-  testing::TempDir dir;
-  const torch::jit::Module original = testing::DictOutputModel();
+  test::TempDir dir;
+  const torch::jit::Module original = test::DictOutputModel();
   auto model = Load(original, dir);
   ASSERT_NE(model, nullptr);
   ExpectSplitReproducesModel(original, *model, {IdOf(*model, "stem")});
 }
 
 TEST(ModelGraphTest, ControlFlowIsNeverCutInside) {
-  testing::TempDir dir;
-  const torch::jit::Module original = testing::ControlFlowModel();
+  test::TempDir dir;
+  const torch::jit::Module original = test::ControlFlowModel();
   auto model = Load(original, dir);
   ASSERT_NE(model, nullptr);
   // Cuts before, between and after the stem's ops, after the whole if/else and after the
@@ -158,8 +158,8 @@ TEST(ModelGraphTest, ControlFlowIsNeverCutInside) {
 TEST(ModelGraphTest, ScalarChecksDoNotDuplicateACut) {
   // The same tensor is live on both sides of each check: one cut for it, named after the
   // module that produced it; the input keeps its own cut.
-  testing::TempDir dir;
-  const torch::jit::Module original = testing::ShapeCheckModel();
+  test::TempDir dir;
+  const torch::jit::Module original = test::ShapeCheckModel();
   auto model = Load(original, dir);
   ASSERT_NE(model, nullptr);
   EXPECT_THAT(Names(model->Cuts(Granularity::kModule)), ElementsAre("input", "stem", "mean"));
@@ -170,8 +170,8 @@ TEST(ModelGraphTest, ScalarChecksDoNotDuplicateACut) {
 }
 
 TEST(ModelGraphTest, SegmentsAcceptLargerBatches) {
-  testing::TempDir dir;
-  const torch::jit::Module original = testing::ResidualModel();
+  test::TempDir dir;
+  const torch::jit::Module original = test::ResidualModel();
   auto model = Load(original, dir);
   ASSERT_NE(model, nullptr);
   ExpectSplitReproducesModel(original, *model, {IdOf(*model, "stem"), IdOf(*model, "block2")},
@@ -179,8 +179,8 @@ TEST(ModelGraphTest, SegmentsAcceptLargerBatches) {
 }
 
 TEST(ModelGraphTest, ModelWithoutInteriorCutHasOnlyTheInput) {
-  testing::TempDir dir;
-  auto model = Load(testing::SingleOpModel(), dir);
+  test::TempDir dir;
+  auto model = Load(test::SingleOpModel(), dir);
   ASSERT_NE(model, nullptr);
   EXPECT_THAT(Names(model->Cuts(Granularity::kNode)), ElementsAre("input"));
   auto split = model->Split({1});
@@ -196,7 +196,7 @@ TEST(ModelGraphTest, MissingFileIsNotFound) {
 }
 
 TEST(ModelGraphTest, NonTorchScriptFileIsRejected) {
-  testing::TempDir dir;
+  test::TempDir dir;
   std::ofstream(dir.File("notes.pt")) << "these are not weights";
   auto model = ModelGraph::Load(dir.File("notes.pt"), kImage);
   ASSERT_FALSE(model.ok());
@@ -205,8 +205,8 @@ TEST(ModelGraphTest, NonTorchScriptFileIsRejected) {
 }
 
 TEST(ModelGraphTest, TruncatedTorchScriptFileIsRejected) {
-  testing::TempDir dir;
-  testing::SaveModel(testing::ResidualModel(), dir.File("model.pt"));
+  test::TempDir dir;
+  test::SaveModel(test::ResidualModel(), dir.File("model.pt"));
   std::string bytes;
   {
     std::ifstream in(dir.File("model.pt"), std::ios::binary);
@@ -219,8 +219,8 @@ TEST(ModelGraphTest, TruncatedTorchScriptFileIsRejected) {
 }
 
 TEST(ModelGraphTest, WrongInputShapeNamesTheShape) {
-  testing::TempDir dir;
-  testing::SaveModel(testing::ResidualModel(), dir.File("model.pt"));
+  test::TempDir dir;
+  test::SaveModel(test::ResidualModel(), dir.File("model.pt"));
   auto model = ModelGraph::Load(dir.File("model.pt"), {{1, 5, 8, 8}});
   ASSERT_FALSE(model.ok());
   EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
@@ -230,8 +230,8 @@ TEST(ModelGraphTest, WrongInputShapeNamesTheShape) {
 }
 
 TEST(ModelGraphTest, BadCutListsAreRejected) {
-  testing::TempDir dir;
-  auto model = Load(testing::ResidualModel(), dir);
+  test::TempDir dir;
+  auto model = Load(test::ResidualModel(), dir);
   ASSERT_NE(model, nullptr);
   const int stem = IdOf(*model, "stem");
   const int block1 = IdOf(*model, "block1");
@@ -245,8 +245,8 @@ TEST(ModelGraphTest, BadCutListsAreRejected) {
 }
 
 TEST(ModelGraphTest, CutsResolveByIdOrName) {
-  testing::TempDir dir;
-  auto model = Load(testing::ResidualModel(), dir);
+  test::TempDir dir;
+  auto model = Load(test::ResidualModel(), dir);
   ASSERT_NE(model, nullptr);
   const int block1 = IdOf(*model, "block1");
   auto ids = model->ResolveCuts({"stem", std::to_string(block1)});

@@ -18,13 +18,13 @@ using ::testing::HasSubstr;
 class ProfilerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = testing::SaveModel(testing::ResidualModel(), dir_.File("net.pt"));
+    path_ = test::SaveModel(test::ResidualModel(), dir_.File("net.pt"));
     auto model = ModelGraph::Load(path_, {{1, 3, 8, 8}});
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = *std::move(model);
   }
 
-  testing::TempDir dir_;
+  test::TempDir dir_;
   std::string path_;
   std::unique_ptr<ModelGraph> model_;
 };
@@ -92,7 +92,7 @@ TEST_F(ProfilerTest, RejectsNoRunsAndModelsWithoutACut) {
   ProfileOptions options;
   options.runs = 0;
   EXPECT_EQ(ProfileModel(*model_, options).status().code(), absl::StatusCode::kInvalidArgument);
-  const std::string single = testing::SaveModel(testing::SingleOpModel(), dir_.File("one.pt"));
+  const std::string single = test::SaveModel(test::SingleOpModel(), dir_.File("one.pt"));
   auto model = ModelGraph::Load(single, {{1, 3, 8, 8}});
   ASSERT_TRUE(model.ok());
   auto profile = ProfileModel(**model, ProfileOptions{});

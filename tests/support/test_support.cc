@@ -31,7 +31,7 @@
 #include "gtest/gtest.h"
 #include "zstd.h"
 
-namespace cleave::testing {
+namespace cleave::test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -449,4 +449,4 @@ std::string EdgeProcess::Log() const {
   return contents.str();
 }
 
-}  // namespace cleave::testing
+}  // namespace cleave::test

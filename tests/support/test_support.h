@@ -13,7 +13,7 @@
 
 #include "cleave/common/manifest.h"
 
-namespace cleave::testing {
+namespace cleave::test {
 
 // A fresh folder under the test temp dir, removed on destruction.
 class TempDir {
@@ -142,6 +142,6 @@ class EdgeProcess {
   int port_ = 0;
 };
 
-}  // namespace cleave::testing
+}  // namespace cleave::test
 
 #endif  // CLEAVE_TESTS_SUPPORT_TEST_SUPPORT_H_

@@ -14,7 +14,7 @@
 
 #include "gtest/gtest.h"
 
-namespace cleave::testing {
+namespace cleave::test {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -95,4 +95,4 @@ const bool kRegistered = [] {
 }();
 
 }  // namespace
-}  // namespace cleave::testing
+}  // namespace cleave::test

@@ -6,7 +6,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
@@ -36,6 +35,7 @@
 #include "cleave/link_emulator/link_trace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/raw_grpc_server.h"
 #include "tests/support/test_support.h"
 #include "tools/link_emulator/src/token_bucket.h"
 
@@ -660,48 +660,12 @@ TEST(LinkEmulatorTest, TraceReplayPartitionsThenChangesTheRate) {
 
 // --- gRPC through the emulator ---------------------------------------------------------------
 
-// Echoes every message of every call, whatever the method.
-class EchoService : public grpc::CallbackGenericService {
-  grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext*) override {
-    class Reactor : public grpc::ServerGenericBidiReactor {
-     public:
-      Reactor() { StartRead(&message_); }
-      void OnReadDone(bool ok) override {
-        if (ok) {
-          StartWrite(&message_);
-        } else {
-          Finish(grpc::Status::OK);
-        }
-      }
-      void OnWriteDone(bool ok) override {
-        if (ok) {
-          StartRead(&message_);
-        } else {
-          Finish(grpc::Status::CANCELLED);
-        }
-      }
-      void OnDone() override { delete this; }
-
-     private:
-      grpc::ByteBuffer message_;
-    };
-    return new Reactor;
-  }
-};
-
 TEST(LinkEmulatorTest, GrpcCallsWorkThroughAShapedLink) {
-  EchoService service;
-  grpc::ServerBuilder builder;
-  int server_port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &server_port);
-  builder.RegisterCallbackGenericService(&service);
-  builder.SetMaxReceiveMessageSize(8 << 20);
-  builder.SetMaxSendMessageSize(8 << 20);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
+  test::RawGrpcServer server(test::RawGrpcServer::Echo);
+  ASSERT_TRUE(server.started());
 
   LinkEmulatorOptions options;
-  options.upstream = "127.0.0.1:" + std::to_string(server_port);
+  options.upstream = server.target();
   options.upstream_shape = {40'000'000, milliseconds(5), milliseconds(1)};
   options.downstream_shape = {40'000'000, milliseconds(5), milliseconds(1)};
   auto emulator = LinkEmulator::Start(options);
@@ -733,7 +697,6 @@ TEST(LinkEmulatorTest, GrpcCallsWorkThroughAShapedLink) {
     EXPECT_TRUE(echoed == payload) << "gRPC payload of " << size << " bytes changed";
   }
   (*emulator)->Stop();
-  server->Shutdown(std::chrono::system_clock::now() + seconds(2));
 }
 
 // --- errors, control ------------------------------------------------------------------------
@@ -826,26 +789,26 @@ TEST(ControlCommandTest, ControlSocketAnswersEachLine) {
 // --- the cleave-link executable --------------------------------------------------------------
 
 TEST(CleaveLinkCliTest, BadFlagsPrintAnErrorAndExitOne) {
-  const std::string binary = cleave::testing::BinaryPath("cleave-link");
-  auto bad_unit = cleave::testing::RunCommand(binary + " --upstream 127.0.0.1:1 --bandwidth 20mb");
+  const std::string binary = cleave::test::BinaryPath("cleave-link");
+  auto bad_unit = cleave::test::RunCommand(binary + " --upstream 127.0.0.1:1 --bandwidth 20mb");
   EXPECT_EQ(bad_unit.exit_code, 1);
   EXPECT_THAT(bad_unit.output, HasSubstr("cleave-link: error: --bandwidth: bad bit rate '20mb'"));
   auto unreachable =
-      cleave::testing::RunCommand(binary + " --upstream 127.0.0.1:" + std::to_string(UnusedPort()));
+      cleave::test::RunCommand(binary + " --upstream 127.0.0.1:" + std::to_string(UnusedPort()));
   EXPECT_EQ(unreachable.exit_code, 1);
   EXPECT_THAT(unreachable.output, HasSubstr("cleave-link: error: upstream 127.0.0.1:"));
-  cleave::testing::TempDir dir;
+  cleave::test::TempDir dir;
   { std::ofstream(dir.File("bad.trace")) << "0 20\n1 fast\n"; }
-  auto bad_trace = cleave::testing::RunCommand(binary + " --upstream 127.0.0.1:1 --trace " +
-                                               dir.File("bad.trace"));
+  auto bad_trace =
+      cleave::test::RunCommand(binary + " --upstream 127.0.0.1:1 --trace " + dir.File("bad.trace"));
   EXPECT_EQ(bad_trace.exit_code, 1);
   EXPECT_THAT(bad_trace.output, HasSubstr("bad.trace:2: bad rate 'fast'"));
 }
 
 TEST(CleaveLinkCliTest, RelaysAndStopsCleanlyOnSigterm) {
   TestServer server(TestServer::Mode::kEcho);
-  cleave::testing::TempDir dir;
-  const std::string binary = cleave::testing::BinaryPath("cleave-link");
+  cleave::test::TempDir dir;
+  const std::string binary = cleave::test::BinaryPath("cleave-link");
   const std::string port_file = dir.File("port");
   const std::string control_port_file = dir.File("control_port");
   std::vector<std::string> args = {binary,           "--upstream",  server.address(),

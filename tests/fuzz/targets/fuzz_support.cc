@@ -11,10 +11,10 @@ namespace cleave::fuzz {
 
 const std::string& FuzzWorkDir() {
   // Lives for the process: the fuzzer exits through exit(), which runs static destructors.
-  static const std::unique_ptr<testing::TempDir> dir = [] {
-    auto made = std::make_unique<testing::TempDir>();
-    testing::WriteTestBundle(testing::ResidualModel(), made->path(), "bundles/residual/1",
-                             {"stem", "block1"});
+  static const std::unique_ptr<test::TempDir> dir = [] {
+    auto made = std::make_unique<test::TempDir>();
+    test::WriteTestBundle(test::ResidualModel(), made->path(), "bundles/residual/1",
+                          {"stem", "block1"});
     return made;
   }();
   return dir->path();

@@ -63,6 +63,15 @@ struct CodecSpec {
   std::vector<ClipRange> ranges;
 };
 
+// What a frame's fixed header takes (rank 2 to 4, no codec parameters): what a size estimate
+// adds to a payload.
+inline constexpr double kFrameHeaderBytes = 64;
+
+// Bytes a frame of `elements` float32 values takes with `spec`, before any is encoded: the
+// codec's symbols plus a header, and a guess at what zstd saves (40%). For the planner's and
+// the device's estimates until a real frame has been measured.
+[[nodiscard]] double EstimateFrameBytes(double elements, const CodecSpec& spec);
+
 // Element types a frame carries. The numbers are part of the wire format.
 enum class FrameDtype : uint8_t {
   kFloat32 = 1,

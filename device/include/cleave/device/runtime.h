@@ -12,34 +12,26 @@
 
 #include <ATen/core/Tensor.h>
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
-#include "cleave/common/bundle.h"
 #include "cleave/common/frame_codec.h"
-#include "cleave/common/metrics.h"
-#include "cleave/device/edge_client.h"
+#include "cleave/device/edge_options.h"
 #include "cleave/device/link_estimator.h"
 #include "cleave/device/offload_policy.h"
 
-namespace boost::asio {
-class thread_pool;
-}
+namespace cleave::common {
+class Bundle;  // cleave/common/bundle.h
+}  // namespace cleave::common
 
 namespace cleave::device {
-
-class DeadlineQueue;
 
 struct RuntimeOptions {
   // Edges in order of preference; each host:port or any gRPC target ("ipv4:a:p,b:p" with
@@ -146,86 +138,16 @@ class Runtime {
   [[nodiscard]] std::string TelemetryJson() const;
   [[nodiscard]] std::string TelemetryPrometheus() const;
 
-  [[nodiscard]] LinkEstimate link() const { return link_->Current(); }
-  const common::Bundle& bundle() const { return *bundle_; }
+  // The runtime's current estimate of the link to its edges.
+  [[nodiscard]] LinkEstimate link() const;
+  // The loaded bundle (include cleave/common/bundle.h to use it).
+  const common::Bundle& bundle() const;
 
  private:
-  struct Call;
-  struct Estimates;
+  class Impl;  // device/src/runtime_impl.h
+  explicit Runtime(std::unique_ptr<Impl> impl);
 
-  Runtime() = default;
-  absl::Status Initialize(const std::string& bundle_dir, const RuntimeOptions& options);
-
-  // Steps of one call (Call holds its state; each step runs on a pool, gRPC or caller thread).
-  std::shared_ptr<Call> NewCall(at::Tensor input, InferOptions options,
-                                std::function<void(absl::StatusOr<Result>)> done);
-  void Start(std::shared_ptr<Call> call);
-  void Offload(std::shared_ptr<Call> call, size_t edge_index);
-  void OnEdgeAnswer(std::shared_ptr<Call> call, size_t edge_index,
-                    std::chrono::steady_clock::time_point sent,
-                    absl::StatusOr<v1::InferResponse> response);
-  void FinishLocally(std::shared_ptr<Call> call, std::string reason);
-  // When the edge's answer must be in: the call's deadline, less the time the device needs to
-  // finish the request itself when it can.
-  std::chrono::steady_clock::time_point EdgeDeadline(const Call& call) const;
-  void Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result);
-  // Hands `result` to the caller (once: later completions are ignored), then runs `after`
-  // before the call stops counting as in flight.
-  void Complete(const std::shared_ptr<Call>& call, absl::StatusOr<Result> result,
-                absl::FunctionRef<void()> after);
-  // What a good edge answer says about the round trip (also observed as network time).
-  struct RoundTrip {
-    double edge_queue_ms = 0, edge_compute_ms = 0, network_ms = 0;
-    double frame_bytes = 0;  // sent
-    double bytes = 0;        // sent and received
-  };
-  RoundTrip MeasureRoundTrip(std::chrono::steady_clock::time_point sent, double frame_bytes,
-                             const v1::InferResponse& response) const;
-  // Feeds a round trip from segment `split` on into the link and edge estimates.
-  void Learn(size_t split, const RoundTrip& trip);
-
-  // Runs segments [first, last] on the device, evaluating calibrated exits on the way.
-  // Returns true when an exit answered (the call's result is then filled).
-  absl::StatusOr<bool> RunOnDevice(Call& call, size_t first, size_t last);
-  // Where a run of segments starting at `first` ends: `last` when all of [first, last] can go
-  // in one call (no exit head to evaluate, no probe, no emulated slowdown, every segment's time
-  // known), else `first` alone.
-  size_t LastInOneCall(const Call& call, size_t first, size_t last) const;
-  // Feeds the time of segments [first, last] run as one call into their device estimates: one
-  // segment's sample is that time; several share it in proportion to their estimates.
-  void LearnDeviceTime(size_t first, size_t last, double elapsed);
-  PolicyInput MakePolicyInput(double budget_ms) const;
-  // How the activation at `cut_id` is encoded: RuntimeOptions::codec, else the bundle's.
-  const common::CodecSpec& CodecFor(int cut_id) const;
-  std::optional<size_t> NextAvailableEdge(size_t from) const;
-  void MaybeProbe(const Call& call);
-  // Sets the link gauges from the current estimate (when telemetry is read, not per answer:
-  // fitting the link costs more than the rest of the bookkeeping of an answer).
-  void RefreshLinkGauges() const;
-  void Post(std::function<void()> work);
-
-  RuntimeOptions options_;
-  std::shared_ptr<const common::Bundle> bundle_;
-  std::shared_ptr<const OffloadPolicy> policy_;
-  std::vector<std::unique_ptr<EdgeClient>> edges_;
-  std::unique_ptr<LinkEstimator> link_;
-  std::unique_ptr<Estimates> estimates_;
-  std::vector<bool> exit_after_;  // whether RunOnDevice evaluates an exit after segment i
-  // RuntimeOptions::offload_cut's segment when the device holds the segments before it: that
-  // decision needs no estimates.
-  std::optional<size_t> fixed_offload_;
-  std::unique_ptr<boost::asio::thread_pool> pool_;
-  std::unique_ptr<DeadlineQueue> deadlines_;  // edge deadlines
-  std::atomic<uint64_t> next_request_id_{1};
-  std::atomic<int64_t> last_probe_ns_{0};
-
-  mutable common::MetricsRegistry metrics_;
-  struct Instruments;
-  std::unique_ptr<Instruments> instruments_;
-
-  std::mutex calls_mutex_;
-  std::condition_variable calls_done_;
-  int calls_in_flight_ = 0;
+  const std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace cleave::device

@@ -111,9 +111,6 @@ class InferenceService final : public RawInferenceService {
   std::set<DrainableStream*> streams_ ABSL_GUARDED_BY(streams_mutex_);
 };
 
-// Maps an absl status to the gRPC status with the same code and message.
-[[nodiscard]] grpc::Status ToGrpcStatus(const absl::Status& status);
-
 }  // namespace cleave::edge_server
 
 #endif  // CLEAVE_EDGE_SERVER_INFERENCE_SERVICE_H_
