@@ -31,16 +31,16 @@ FAULTS = [
     {
         "id": "drop-deadline-timer",
         "fault": "the device never arms the timer that abandons a late edge",
-        "file": "device/src/runtime.cc",
-        "old": "  deadlines_->Schedule(\n      edge_deadline,",
-        "new": "  if ((false)) deadlines_->Schedule(\n      edge_deadline,",
+        "file": "device/src/edge_send.cc",
+        "old": "  deadlines_->Schedule(\n      deadline,",
+        "new": "  if ((false)) deadlines_->Schedule(\n      deadline,",
         "targets": DEVICE_TESTS,
         "tests": [("cleave_device_tests", "RuntimeTest.*"), ("cleave_resilience_tests", "*")],
     },
     {
         "id": "answer-twice",
         "fault": "the runtime calls a request's completion twice",
-        "file": "device/src/runtime.cc",
+        "file": "device/src/call_flow.cc",
         "old": "  call->done(std::move(result));",
         "new": "  call->done(result);\n  call->done(std::move(result));",
         "targets": DEVICE_TESTS,
@@ -100,9 +100,9 @@ FAULTS = [
     {
         "id": "refusal-as-success",
         "fault": "the device takes an answer carrying the edge's in-band refusal for a success",
-        "file": "device/src/runtime.cc",
-        "old": "  if (status.ok() && response->status_code() != 0) {",
-        "new": "  if ((false) && status.ok() && response->status_code() != 0) {",
+        "file": "device/src/edge_client.cc",
+        "old": "    if (absl::Status status = proto::ResponseStatus(response); !status.ok()) {",
+        "new": "    if (absl::Status status = proto::ResponseStatus(response); (false) && !status.ok()) {",
         "targets": DEVICE_TESTS,
         "tests": [("cleave_device_tests", "RuntimeTest.*:EdgeClientTest.*"),
                   ("cleave_resilience_tests", "*")],
@@ -110,20 +110,20 @@ FAULTS = [
     {
         "id": "accept-any-edge-output",
         "fault": "the device decodes whatever outputs an edge sends",
-        "file": "device/src/runtime.cc",
-        "old": "  if (static_cast<size_t>(frames.size()) != expected.size()) {",
-        "new": "  for (int i = 0; i < frames.size(); ++i) {\n"
+        "file": "device/src/call_flow.cc",
+        "old": "  if (frames.size() != expected.size()) {",
+        "new": "  for (size_t i = 0; i < frames.size(); ++i) {\n"
                "    CLEAVE_ASSIGN_OR_RETURN(at::Tensor any, common::DecodeFrame(frames[i]));\n"
                "    if (i + 1 == frames.size()) return std::vector<at::Tensor>{any};\n"
                "  }\n"
-               "  if (static_cast<size_t>(frames.size()) != expected.size()) {",
+               "  if (frames.size() != expected.size()) {",
         "targets": DEVICE_TESTS,
         "tests": [("cleave_device_tests", "RuntimeTest.*")],
     },
     {
         "id": "split-reports-a-difference",
         "fault": "cleave split reports a difference between the segments and the model",
-        "file": "partitioner/tools/cleave_main.cc",
+        "file": "partitioner/tools/split_command.cc",
         "old": "absl::StrFormat(\"%.3g\", written.max_abs_diff)",
         "new": "absl::StrFormat(\"%.3g\", written.max_abs_diff + 0.9)",
         "targets": ["cleave", "cleave_integration_tests"],

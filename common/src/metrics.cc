@@ -490,6 +490,10 @@ std::vector<double> LinearBuckets(double start, double width, size_t count) {
   return bounds;
 }
 
+std::vector<double> ServingLatencyBuckets() { return ExponentialBuckets(0.00005, 2, 18); }
+
+std::vector<double> BatchSizeBuckets() { return ExponentialBuckets(1, 2, 8); }
+
 std::vector<double> LatencyBuckets() {
   std::vector<double> bounds;
   for (double decade : {1e-4, 1e-3, 1e-2, 1e-1, 1.0}) {

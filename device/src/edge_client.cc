@@ -266,13 +266,16 @@ EdgeClient::~EdgeClient() {
   }
 }
 
-uint64_t EdgeClient::Send(EdgeRequest request, Callback done) {
-  const uint64_t id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
+uint64_t EdgeClient::NewRequestId() {
+  return next_request_id_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void EdgeClient::Send(uint64_t id, EdgeRequest request, Callback done) {
   // A refused request's callback runs without our lock: it may report the failure or send
   // again.
   if (std::string refused = breaker_.Refusal(); !refused.empty()) {
     done(Refusal(absl::UnavailableError(absl::StrCat("edge ", target_, " ", refused))));
-    return id;
+    return;
   }
   v1::InferRequest message;
   message.set_request_id(id);
@@ -286,7 +289,7 @@ uint64_t EdgeClient::Send(EdgeRequest request, Callback done) {
     if (closing_) {
       lock.unlock();
       done(Refusal(absl::CancelledError("edge client is shutting down")));
-      return id;
+      return;
     }
     if (current_ == nullptr) {
       current_ = new Stream(this, &stub_);
@@ -300,7 +303,7 @@ uint64_t EdgeClient::Send(EdgeRequest request, Callback done) {
     if (stream->Enqueue(std::move(bytes), &start)) {
       lock.unlock();
       if (start) stream->StartQueuedWrite();
-      return id;
+      return;
     }
     // The stream closed between lookup and write: open a fresh one for the same request.
     current_ = nullptr;

@@ -65,14 +65,17 @@ class EdgeClient {
   EdgeClient(const EdgeClient&) = delete;
   EdgeClient& operator=(const EdgeClient&) = delete;
 
-  // Sends `request` and returns its request id; calls `done` exactly once: with the edge's
-  // answer; with the status the edge answered in band ("edge TARGET: ..."); with DATA_LOSS for
-  // an answer that is not a cleave.v1.InferResponse; or with UNAVAILABLE if the stream breaks
-  // first. `done` runs on a gRPC thread and must not block. A request refused without being
-  // sent (the edge is backing off or its circuit is open, or the client is closing) gets its
-  // status at once, on the calling thread and without any lock held, so `done` may report or
-  // send again.
-  uint64_t Send(EdgeRequest request, Callback done);
+  // A request id no other request of this client has.
+  [[nodiscard]] uint64_t NewRequestId();
+
+  // Sends `request` as request `request_id` (from NewRequestId) and calls `done` exactly once:
+  // with the edge's answer; with the status the edge answered in band ("edge TARGET: ...");
+  // with DATA_LOSS for an answer that is not a cleave.v1.InferResponse; or with UNAVAILABLE if
+  // the stream breaks first. `done` runs on a gRPC thread and must not block. A request refused
+  // without being sent (the edge is backing off or its circuit is open, or the client is
+  // closing) gets its status at once, on the calling thread and without any lock held, so
+  // `done` may report or send again.
+  void Send(uint64_t request_id, EdgeRequest request, Callback done);
 
   // Whether `status` is Send's refusal of a request it never sent: that says nothing new about
   // the edge, so it is no failure to report.

@@ -6,15 +6,6 @@
 #include "device/src/runtime_impl.h"
 
 namespace cleave::device {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double MillisSince(Clock::time_point start) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-}  // namespace
 
 void Runtime::Impl::SendToEdge(size_t edge_index, int cut_id, std::string frame,
                                Clock::time_point deadline, AnswerFn on_answer, LateFn on_late) {
@@ -26,16 +17,12 @@ void Runtime::Impl::SendToEdge(size_t edge_index, int cut_id, std::string frame,
   request.frame = std::move(frame);
   request.timeout = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
   EdgeClient& edge = *edges_[edge_index];
-  attempt->sent = Clock::now();
-  attempt->request_id =
-      edge.Send(std::move(request),
-                [attempt, on_answer = std::move(on_answer)](absl::StatusOr<EdgeAnswer> answer) {
-                  if (attempt->settled.exchange(true)) return;  // the deadline came first
-                  on_answer(*attempt, std::move(answer));
-                });
-  // The entry is not cancelled when the answer comes first: it is owned by the attempt, which
-  // only the pending callback holds, so once that has run (or been abandoned) the entry is
-  // dropped unrun.
+  attempt->request_id = edge.NewRequestId();
+  // The deadline first: once Send has the request, the answer may complete the call and let
+  // the runtime be destroyed, so nothing of the runtime is touched after Send. The entry is
+  // not cancelled when the answer comes first: it is owned by the attempt, which only the
+  // pending callback holds, so once that has run (or been abandoned) the entry is dropped
+  // unrun.
   const std::weak_ptr<Attempt> weak_attempt = attempt;
   deadlines_->Schedule(
       deadline,
@@ -50,6 +37,14 @@ void Runtime::Impl::SendToEdge(size_t edge_index, int cut_id, std::string frame,
         on_late(*attempt);
       },
       weak_attempt);
+  attempt->sent = Clock::now();
+  const uint64_t request_id = attempt->request_id;
+  edge.Send(request_id, std::move(request),
+            [attempt = std::move(attempt),
+             on_answer = std::move(on_answer)](absl::StatusOr<EdgeAnswer> answer) {
+              if (attempt->settled.exchange(true)) return;  // the deadline came first
+              on_answer(*attempt, std::move(answer));
+            });
 }
 
 RoundTrip Runtime::Impl::MeasureRoundTrip(Clock::time_point sent, double frame_bytes,

@@ -32,6 +32,15 @@
 
 namespace cleave::device {
 
+// Milliseconds from `start` to now, and from now to `end`.
+inline double MillisSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+inline double MillisUntil(std::chrono::steady_clock::time_point end) {
+  return std::chrono::duration<double, std::milli>(end - std::chrono::steady_clock::now()).count();
+}
+
 class Runtime::Impl {
  public:
   using Clock = std::chrono::steady_clock;

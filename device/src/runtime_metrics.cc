@@ -73,7 +73,7 @@ absl::StatusOr<std::unique_ptr<RuntimeMetrics>> RuntimeMetrics::Create(int max_c
   CLEAVE_ASSIGN_OR_RETURN(auto* bytes, m.AddCounter("cleave_device_sent_bytes_total",
                                                     "Activation bytes sent to edges."));
   CLEAVE_ASSIGN_OR_RETURN(metrics->bytes_sent_, bytes->WithLabels({}));
-  const std::vector<double> buckets = common::ExponentialBuckets(0.00005, 2, 18);
+  const std::vector<double> buckets = common::ServingLatencyBuckets();
   CLEAVE_ASSIGN_OR_RETURN(auto* latency, m.AddHistogram("cleave_device_request_seconds",
                                                         "Time to answer a request.", buckets));
   CLEAVE_ASSIGN_OR_RETURN(metrics->latency_, latency->WithLabels({}));

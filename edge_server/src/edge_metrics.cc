@@ -24,7 +24,7 @@ absl::StatusOr<std::unique_ptr<EdgeMetrics>> EdgeMetrics::Create(
       registry->AddCounter("cleave_edge_requests_total",
                            "Inference requests answered, by model, cut and gRPC status.",
                            {"model", "cut", "status"}));
-  const std::vector<double> latency = common::ExponentialBuckets(0.00005, 2, 18);  // 50us..6.5s
+  const std::vector<double> latency = common::ServingLatencyBuckets();
   CLEAVE_ASSIGN_OR_RETURN(
       metrics->queue_seconds_,
       registry->AddHistogram("cleave_edge_queue_seconds",
@@ -40,7 +40,7 @@ absl::StatusOr<std::unique_ptr<EdgeMetrics>> EdgeMetrics::Create(
                                                  latency, {"model"}));
   CLEAVE_ASSIGN_OR_RETURN(metrics->batch_size_,
                           registry->AddHistogram("cleave_edge_batch_size", "Requests per forward.",
-                                                 common::ExponentialBuckets(1, 2, 8), {"model"}));
+                                                 common::BatchSizeBuckets(), {"model"}));
   CLEAVE_ASSIGN_OR_RETURN(
       metrics->received_bytes_,
       registry->AddCounter("cleave_edge_received_bytes_total",

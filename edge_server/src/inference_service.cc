@@ -237,6 +237,13 @@ InferenceService::InferenceService(InferenceServiceOptions options, const Bundle
       admission_(admission),
       metrics_(metrics) {}
 
+InferenceService::~InferenceService() {
+  // The last streams removed themselves on gRPC threads; taking their lock orders that before
+  // the set is destroyed here (gRPC's shutdown orders it too, out of TSan's sight).
+  std::lock_guard<std::recursive_mutex> lock(streams_mutex_);
+  streams_.clear();
+}
+
 grpc::ServerUnaryReactor* InferenceService::Infer(grpc::CallbackServerContext* context,
                                                   const grpc::ByteBuffer* request_bytes,
                                                   grpc::ByteBuffer* response_bytes) {

@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "cleave/common/log.h"
 #include "cleave/common/status_macros.h"
+#include "common/src/socket_address.h"
 
 namespace cleave::edge_server {
 namespace {
@@ -42,29 +43,6 @@ constexpr char kTextContentType[] = "text/plain; charset=utf-8";
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 // How long Shutdown lets closed connections finish their handlers before stopping the loop.
 constexpr std::chrono::seconds kShutdownGrace{5};
-
-struct ListenAddress {
-  std::string host;
-  std::string port;
-};
-
-absl::StatusOr<ListenAddress> ParseListenAddress(const std::string& listen) {
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("listen address \"", listen, "\" is not host:port"));
-  }
-  ListenAddress address{listen.substr(0, colon), listen.substr(colon + 1)};
-  if (address.host.size() >= 2 && address.host.front() == '[' && address.host.back() == ']') {
-    address.host = address.host.substr(1, address.host.size() - 2);
-  }
-  int port = -1;
-  if (!absl::SimpleAtoi(address.port, &port) || port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("port in listen address \"", listen, "\" is not a number in 0..65535"));
-  }
-  return address;
-}
 
 http::response<http::string_body> MakeResponse(http::status status, absl::string_view content_type,
                                                std::string body, unsigned version,
@@ -113,8 +91,8 @@ class MetricsHttpServer::Impl {
 
   ~Impl() { Shutdown(); }
 
-  // Opens, binds and listens on `address`; returns the bound port.
-  absl::StatusOr<int> Listen(const ListenAddress& address);
+  // Opens, binds and listens on `address` (host:port); returns the bound port.
+  absl::StatusOr<int> Listen(const std::string& address);
 
   // Starts accepting on the I/O thread.
   void Run();
@@ -233,27 +211,9 @@ class MetricsHttpServer::Impl::Session : public std::enable_shared_from_this<Ses
   std::array<char, 512> drain_buffer_;
 };
 
-absl::StatusOr<int> MetricsHttpServer::Impl::Listen(const ListenAddress& address) {
-  beast::error_code error;
-  tcp::resolver resolver(io_context_);
-  const tcp::resolver::results_type endpoints = resolver.resolve(
-      address.host, address.port, tcp::resolver::numeric_service | tcp::resolver::passive, error);
-  if (error) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot resolve host \"", address.host, "\": ", error.message()));
-  }
-  for (const auto& entry : endpoints) {
-    const tcp::endpoint endpoint = entry.endpoint();
-    acceptor_.open(endpoint.protocol(), error);
-    if (!error) acceptor_.set_option(tcp::acceptor::reuse_address(true), error);
-    if (!error) acceptor_.bind(endpoint, error);
-    if (!error) acceptor_.listen(net::socket_base::max_listen_connections, error);
-    if (!error) return static_cast<int>(acceptor_.local_endpoint().port());
-    beast::error_code ignored;
-    acceptor_.close(ignored);
-  }
-  return absl::UnavailableError(
-      absl::StrCat("cannot listen on ", address.host, ":", address.port, ": ", error.message()));
+absl::StatusOr<int> MetricsHttpServer::Impl::Listen(const std::string& address) {
+  CLEAVE_RETURN_IF_ERROR(common::Listen(io_context_, acceptor_, address, "metrics"));
+  return static_cast<int>(acceptor_.local_endpoint().port());
 }
 
 void MetricsHttpServer::Impl::Run() {
@@ -383,9 +343,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
         "metrics HTTP limits must be positive: max_connections, max_request_bytes (< 4 GiB), "
         "io_timeout");
   }
-  CLEAVE_ASSIGN_OR_RETURN(const ListenAddress address, ParseListenAddress(options.listen));
   auto impl = std::make_unique<Impl>(options, registry, std::move(is_ready));
-  CLEAVE_ASSIGN_OR_RETURN(const int port, impl->Listen(address));
+  CLEAVE_ASSIGN_OR_RETURN(const int port, impl->Listen(options.listen));
   impl->Run();
   Log(LogLevel::kInfo, "metrics_http_serving",
       {{"listen", options.listen}, {"port", absl::StrCat(port)}});

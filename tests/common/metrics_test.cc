@@ -307,6 +307,11 @@ TEST(MetricsTest, RendersJsonWithTheSameSamples) {
 TEST(MetricsTest, BucketHelpersGiveReadableBounds) {
   EXPECT_THAT(ExponentialBuckets(0.001, 10, 4), ElementsAre(0.001, 0.01, 0.1, 1));
   EXPECT_THAT(LinearBuckets(0.1, 0.1, 3), ElementsAre(0.1, 0.2, 0.3));
+  const std::vector<double> serving = ServingLatencyBuckets();
+  ASSERT_EQ(serving.size(), 18u);
+  EXPECT_EQ(serving.front(), 0.00005);
+  EXPECT_EQ(serving.back(), 6.5536);
+  EXPECT_THAT(BatchSizeBuckets(), ElementsAre(1, 2, 4, 8, 16, 32, 64, 128));
   EXPECT_THAT(LatencyBuckets(), ElementsAre(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                             0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10));
   MetricsRegistry registry;

@@ -45,7 +45,7 @@ TEST(CircuitBreakerTest, BacksOffThenOpensTheCircuitAndASuccessClosesIt) {
   EXPECT_FALSE(breaker.Available());
   // Requests sent meanwhile fail at once, saying why.
   std::promise<absl::StatusOr<EdgeAnswer>> answer;
-  client.Send(EdgeRequest(),
+  client.Send(client.NewRequestId(), EdgeRequest(),
               [&](absl::StatusOr<EdgeAnswer> response) { answer.set_value(std::move(response)); });
   const absl::StatusOr<EdgeAnswer> response = answer.get_future().get();
   EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable);
@@ -106,12 +106,14 @@ TEST(EdgeClientTest, ARefusedRequestsCallbackMayReportTheFailureAndSendAgain) {
   using Statuses = std::pair<absl::Status, absl::Status>;
   auto finished = std::make_shared<std::promise<Statuses>>();
   std::thread([client, finished] {
-    client->Send(EdgeRequest(), [client, finished](absl::StatusOr<EdgeAnswer> first) {
-      client->breaker().ReportFailure();
-      client->Send(EdgeRequest(), [finished, first](absl::StatusOr<EdgeAnswer> second) {
-        finished->set_value({first.status(), second.status()});
-      });
-    });
+    client->Send(client->NewRequestId(), EdgeRequest(),
+                 [client, finished](absl::StatusOr<EdgeAnswer> first) {
+                   client->breaker().ReportFailure();
+                   client->Send(client->NewRequestId(), EdgeRequest(),
+                                [finished, first](absl::StatusOr<EdgeAnswer> second) {
+                                  finished->set_value({first.status(), second.status()});
+                                });
+                 });
   }).detach();
   std::future<Statuses> outcome = finished->get_future();
   if (outcome.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
@@ -139,7 +141,7 @@ TEST(EdgeClientTest, AnAnswerThatIsNotAnInferResponseFailsWithDataLoss) {
   request.frame = "not read by this peer";
   request.timeout = std::chrono::seconds(10);
   std::promise<absl::Status> answered;
-  client.Send(request,
+  client.Send(client.NewRequestId(), request,
               [&](absl::StatusOr<EdgeAnswer> answer) { answered.set_value(answer.status()); });
   std::future<absl::Status> status = answered.get_future();
   ASSERT_EQ(status.wait_for(std::chrono::seconds(30)), std::future_status::ready)
@@ -147,7 +149,7 @@ TEST(EdgeClientTest, AnAnswerThatIsNotAnInferResponseFailsWithDataLoss) {
   EXPECT_EQ(status.get().code(), absl::StatusCode::kDataLoss);
   // Later requests get a fresh stream (and the same precise answer from this peer).
   std::promise<absl::Status> again;
-  client.Send(request,
+  client.Send(client.NewRequestId(), request,
               [&](absl::StatusOr<EdgeAnswer> answer) { again.set_value(answer.status()); });
   std::future<absl::Status> second = again.get_future();
   ASSERT_EQ(second.wait_for(std::chrono::seconds(30)), std::future_status::ready);

@@ -2,8 +2,6 @@
 
 #include <ATen/ATen.h>
 #include <gmock/gmock.h>
-#include <grpcpp/security/server_credentials.h>
-#include <grpcpp/server_builder.h>
 #include <gtest/gtest.h>
 
 #include <future>
@@ -17,6 +15,7 @@
 #include "cleave/edge_server/edge_server.h"
 #include "cleave/v1/inference.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/raw_grpc_server.h"
 #include "tests/support/test_support.h"
 
 namespace cleave::device {
@@ -306,50 +305,29 @@ TEST_F(RuntimeTest, AnEdgeThatRefusesTheRequestIsTriedOnceMoreThenTheDeviceAnswe
 
 // An edge that answers every request on its stream with the frames it was given: an
 // impersonated or broken edge, to try what a device accepts.
-class ScriptedEdge final : public v1::Inference::CallbackService {
+class ScriptedEdge {
  public:
-  explicit ScriptedEdge(std::vector<std::string> outputs) : outputs_(std::move(outputs)) {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(this);
-    server_ = builder.BuildAndStart();
-  }
-  ~ScriptedEdge() override { server_->Shutdown(); }
+  explicit ScriptedEdge(std::vector<std::string> outputs)
+      : server_([outputs = std::move(outputs)](const grpc::ByteBuffer& message) {
+          std::vector<grpc::Slice> slices;
+          std::string bytes;
+          if (message.Dump(&slices).ok()) {
+            for (const grpc::Slice& slice : slices) {
+              bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+            }
+          }
+          v1::InferRequest request;
+          v1::InferResponse response;
+          if (request.ParseFromString(bytes)) response.set_request_id(request.request_id());
+          for (const std::string& output : outputs) response.add_outputs(output);
+          const grpc::Slice reply(response.SerializeAsString());
+          return grpc::ByteBuffer(&reply, 1);
+        }) {}
 
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
-  grpc::ServerBidiReactor<v1::InferRequest, v1::InferResponse>* InferStream(
-      grpc::CallbackServerContext* /*context*/) override {
-    class Reactor final : public grpc::ServerBidiReactor<v1::InferRequest, v1::InferResponse> {
-     public:
-      explicit Reactor(const std::vector<std::string>* outputs) : outputs_(outputs) {
-        StartRead(&request_);
-      }
-      void OnReadDone(bool ok) override {
-        if (!ok) return Finish(grpc::Status::OK);
-        response_.Clear();
-        response_.set_request_id(request_.request_id());
-        for (const std::string& output : *outputs_) response_.add_outputs(output);
-        StartWrite(&response_);
-      }
-      void OnWriteDone(bool ok) override {
-        if (!ok) return Finish(grpc::Status::CANCELLED);
-        StartRead(&request_);
-      }
-      void OnDone() override { delete this; }
-
-     private:
-      const std::vector<std::string>* outputs_;
-      v1::InferRequest request_;
-      v1::InferResponse response_;
-    };
-    return new Reactor(&outputs_);
-  }
+  std::string address() const { return server_.target(); }
 
  private:
-  const std::vector<std::string> outputs_;
-  int port_ = 0;
-  std::unique_ptr<grpc::Server> server_;
+  test::RawGrpcServer server_;
 };
 
 TEST_F(RuntimeTest, AnAnswerBeyondWhatTheBundleDeclaresIsRefusedAndTheDeviceAnswers) {

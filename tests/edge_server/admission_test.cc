@@ -150,15 +150,14 @@ class HeldRequestsTest : public EdgeServerTest {
     grpc::ClientContext context;
     v1::InferRequest request;
     v1::InferResponse response;
-    std::promise<grpc::Status> done;
+    test::CallStatus done;
   };
   std::unique_ptr<PendingCall> Start(v1::Inference::Stub* stub, const at::Tensor& input,
                                      uint64_t id) {
     auto call = std::make_unique<PendingCall>();
     call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     call->request = Request(Cut(0), ActivationAt(0, input), id);
-    stub->async()->Infer(&call->context, &call->request, &call->response,
-                         [done = &call->done](grpc::Status status) { done->set_value(status); });
+    stub->async()->Infer(&call->context, &call->request, &call->response, call->done.Callback());
     return call;
   }
 
@@ -203,7 +202,7 @@ TEST_F(MemoryBudgetTest, RequestsBeyondTheBudgetAreRefusedAndTheBudgetIsReleased
   }
   size_t answered = 0, refused = 0;
   for (size_t i = 0; i < total; ++i) {
-    const grpc::Status status = calls[i]->done.get_future().get();
+    const grpc::Status status = calls[i]->done.Wait();
     if (status.ok()) {
       ++answered;
       EXPECT_TRUE(at::allclose(*common::DecodeFrame(calls[i]->response.outputs(0)),
@@ -235,19 +234,19 @@ TEST_F(PeerCapTest, OneConnectionAtItsCapDoesNotStarveAnother) {
   auto second = Start(stub_.get(), at::rand({1, 3, 8, 8}), 2);
   AwaitInflight(2);
   auto third = Start(stub_.get(), at::rand({1, 3, 8, 8}), 3);
-  const grpc::Status refused = third->done.get_future().get();
+  const grpc::Status refused = third->done.Wait();
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(refused.error_message(), HasSubstr("max_peer_inflight"));
   // Another device, on its own connection, is admitted meanwhile.
   auto other_stub = SecondConnection();
   const at::Tensor input = at::rand({1, 3, 8, 8});
   auto other = Start(other_stub.get(), input, 4);
-  const grpc::Status admitted = other->done.get_future().get();
+  const grpc::Status admitted = other->done.Wait();
   ASSERT_TRUE(admitted.ok()) << admitted.error_message();
   EXPECT_TRUE(at::allclose(*common::DecodeFrame(other->response.outputs(0)),
                            test::RunFlat(original_, input)[0], 1e-5, 1e-6));
-  EXPECT_TRUE(first->done.get_future().get().ok());
-  EXPECT_TRUE(second->done.get_future().get().ok());
+  EXPECT_TRUE(first->done.Wait().ok());
+  EXPECT_TRUE(second->done.Wait().ok());
   EXPECT_EQ(Metric("cleave_edge_admission_refusals_total{reason=\"peer_cap\"}"), 1);
 }
 

@@ -155,13 +155,12 @@ TEST_F(SlowQueueEdgeTest, ARequestWhoseBudgetPassesWhileQueuedIsNeverComputed) {
 TEST_F(SlowQueueEdgeTest, ACancelledRequestIsNeverComputed) {
   grpc::ClientContext context;
   v1::InferResponse response;
-  std::promise<grpc::Status> done;
+  test::CallStatus done;
   const v1::InferRequest request = Request(Cut(0), ActivationAt(0, at::rand({1, 3, 8, 8})));
-  stub_->async()->Infer(&context, &request, &response,
-                        [&](grpc::Status status) { done.set_value(status); });
+  stub_->async()->Infer(&context, &request, &response, done.Callback());
   AwaitInflight(1);  // queued, waiting for its batch
   context.TryCancel();
-  EXPECT_EQ(done.get_future().get().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(done.Wait().error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_TRUE(MetricsEventuallyContain("status=\"CANCELLED\"} 1"));
   EXPECT_EQ(HttpGet("/metrics").second.find("cleave_edge_compute_seconds_count"),
             std::string::npos);

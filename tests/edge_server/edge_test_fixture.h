@@ -19,6 +19,7 @@
 #include "cleave/common/bundle.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/edge_server/edge_server.h"
+#include "tests/support/raw_grpc_server.h"
 #include "tests/support/test_support.h"
 
 namespace cleave::edge_server {
@@ -130,10 +131,10 @@ class EdgeServerTest : public ::testing::Test {
     grpc::GenericStub generic(channel_);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    std::promise<grpc::Status> done;
+    test::CallStatus done;
     generic.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request_bytes,
-                      &response_bytes, [&](grpc::Status status) { done.set_value(status); });
-    const grpc::Status status = done.get_future().get();
+                      &response_bytes, done.Callback());
+    const grpc::Status status = done.Wait();
     if (!status.ok()) return -static_cast<int>(status.error_code());
     std::vector<grpc::Slice> slices;
     if (!response_bytes.Dump(&slices).ok()) return 0;

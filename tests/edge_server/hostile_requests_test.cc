@@ -29,13 +29,13 @@ namespace {
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
 
-// Under AddressSanitizer (scripts/sanitize.sh address) the edge reserves terabytes of shadow
-// address space and keeps freed memory in quarantine: no address-space limit then, and the
-// resident-memory bound is not checked (every answer still is).
-#if defined(__SANITIZE_ADDRESS__)
+// Under AddressSanitizer or ThreadSanitizer (scripts/sanitize.sh) the edge reserves terabytes
+// of shadow address space, and ASan keeps freed memory in quarantine: no address-space limit
+// then, and the resident-memory bound is not checked (every answer still is).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool kSanitized = true;
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <utility>
@@ -17,6 +18,25 @@
 #include "cleave/common/tsan_annotations.h"
 
 namespace cleave::test {
+
+// The status a callback-API call ends with, for the test's thread to wait on. Callback() marks
+// the hand-off to gRPC for TSan: call it last, right where the call starts.
+class CallStatus {
+ public:
+  std::function<void(grpc::Status)> Callback() {
+    CLEAVE_TSAN_RELEASE(this);
+    return [this](grpc::Status status) {
+      CLEAVE_TSAN_ACQUIRE(this);
+      promise_.set_value(std::move(status));
+    };
+  }
+  // Waits for the call to end (each call the tests make has a deadline).
+  grpc::Status Wait() { return future_.get(); }
+
+ private:
+  std::promise<grpc::Status> promise_;
+  std::future<grpc::Status> future_ = promise_.get_future();
+};
 
 class RawGrpcServer {
  public:

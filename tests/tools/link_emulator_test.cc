@@ -683,10 +683,10 @@ TEST(LinkEmulatorTest, GrpcCallsWorkThroughAShapedLink) {
     grpc::ByteBuffer response;
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + kIoTimeout);
-    std::promise<grpc::Status> done;
+    test::CallStatus done;
     stub.UnaryCall(&context, "/cleave.test.Echo/Echo", grpc::StubOptions(), &request, &response,
-                   [&done](grpc::Status status) { done.set_value(status); });
-    const grpc::Status status = done.get_future().get();  // bounded by the call deadline
+                   done.Callback());
+    const grpc::Status status = done.Wait();  // bounded by the call deadline
     ASSERT_TRUE(status.ok()) << status.error_message();
     std::vector<grpc::Slice> slices;
     ASSERT_TRUE(response.Dump(&slices).ok());

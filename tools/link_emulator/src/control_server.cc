@@ -8,7 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "tools/link_emulator/src/socket_address.h"
+#include "common/src/socket_address.h"
 
 namespace cleave::link_emulator {
 
@@ -82,7 +82,7 @@ ControlServer::ControlServer(asio::io_context& io, Handler handler)
     : io_(io), acceptor_(io), handler_(std::move(handler)) {}
 
 absl::Status ControlServer::Listen(absl::string_view address) {
-  return link_emulator::Listen(io_, acceptor_, address, "control");
+  return common::Listen(io_, acceptor_, address, "control");
 }
 
 int ControlServer::port() const {

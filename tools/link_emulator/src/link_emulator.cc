@@ -16,9 +16,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "cleave/link_emulator/control_command.h"
+#include "common/src/socket_address.h"
 #include "tools/link_emulator/src/control_server.h"
 #include "tools/link_emulator/src/relay_connection.h"
-#include "tools/link_emulator/src/socket_address.h"
 #include "tools/link_emulator/src/transmitter.h"
 
 namespace cleave::link_emulator {
@@ -56,15 +56,15 @@ class LinkEmulator::Impl {
   ~Impl() { Stop(); }
 
   absl::Status Open(LinkEmulator& owner) {
-    auto upstream = ResolveAddress(io_, options_.upstream, "upstream", /*passive=*/false);
+    auto upstream = common::ResolveAddress(io_, options_.upstream, "upstream", /*passive=*/false);
     if (!upstream.ok()) return upstream.status();
     upstream_endpoints_ = *std::move(upstream);
     if (options_.check_upstream) {
       auto reachable =
-          CheckReachable(upstream_endpoints_, options_.upstream, kUpstreamCheckTimeout);
+          common::CheckReachable(upstream_endpoints_, options_.upstream, kUpstreamCheckTimeout);
       if (!reachable.ok()) return reachable;
     }
-    auto listening = Listen(io_, acceptor_, options_.listen, "listen");
+    auto listening = common::Listen(io_, acceptor_, options_.listen, "listen");
     if (!listening.ok()) return listening;
     port_ = acceptor_.local_endpoint().port();
     if (!options_.control_listen.empty()) {

@@ -229,6 +229,12 @@ class MetricsRegistry {
 // Bucket bounds start, start + width, … (`count` bounds), rounded like ExponentialBuckets.
 [[nodiscard]] std::vector<double> LinearBuckets(double start, double width, size_t count);
 
+// The buckets every cleave latency histogram uses (device and edge alike, so their quantiles
+// compare): 50 µs to 6.5 s, factor 2.
+[[nodiscard]] std::vector<double> ServingLatencyBuckets();
+// Batch sizes: 1, 2, 4, … 128.
+[[nodiscard]] std::vector<double> BatchSizeBuckets();
+
 // Latency bounds in seconds from 100 µs to 10 s in a 1-2.5-5 series: the range of a
 // split-inference request from a local exit to a slow edge round trip.
 [[nodiscard]] std::vector<double> LatencyBuckets();

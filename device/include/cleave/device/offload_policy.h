@@ -46,6 +46,9 @@ class OffloadPolicy {
 // predicted time = device segments before it + transfer of the request and response over the
 // estimated link + edge queueing + edge segments after it; finishing on the device is the
 // other candidate. Picks the fastest that fits the budget (the fastest overall otherwise).
+// `cleave plan` (partitioner/split_planner.h) evaluates the same sum offline, from profiles,
+// with encode and decode as terms of their own and weighed by the exits' answer rates; here
+// encode and decode are folded into the measured device and edge times, per request.
 class LatencyPolicy final : public OffloadPolicy {
  public:
   [[nodiscard]] PolicyDecision Decide(const PolicyInput& input) const override;

@@ -62,6 +62,8 @@ class InferenceService final : public RawInferenceService {
   // the service.
   InferenceService(InferenceServiceOptions options, const BundleRegistry* registry,
                    DynamicBatcher* batcher, AdmissionControl* admission, EdgeMetrics* metrics);
+  // REQUIRES: the server has shut down (every stream's OnDone has run).
+  ~InferenceService() override;
 
   grpc::ServerUnaryReactor* Infer(grpc::CallbackServerContext* context,
                                   const grpc::ByteBuffer* request,

@@ -108,6 +108,11 @@ struct SplitPlan {
 // Evaluates every candidate cut of the profiles at every link. INVALID_ARGUMENT when the
 // profiles are of different models or cut lists, lack batch size 1, or `transfers` does not
 // cover their cuts.
+// The cost of a cut is the device runtime's LatencyPolicy sum (device time before it, transfer
+// and RTT, edge time after it) computed offline: from profiles instead of live estimates, with
+// the codec's measured encode and decode times as terms of their own (the runtime's
+// estimates absorb them), and weighed by how often the exits answer before the cut, which a
+// per-request decision cannot know ahead of each request.
 [[nodiscard]] absl::StatusOr<SplitPlan> PlanSplit(const ModelProfile& device,
                                                   const ModelProfile& edge,
                                                   const std::vector<CutTransfer>& transfers,

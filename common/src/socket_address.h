@@ -1,7 +1,8 @@
-// "host:port" addresses as the emulator's options spell them, resolved with Boost.Asio, and
-// listening sockets bound to them — with errors that name the address and what it was for.
-#ifndef CLEAVE_LINK_EMULATOR_SOCKET_ADDRESS_H_
-#define CLEAVE_LINK_EMULATOR_SOCKET_ADDRESS_H_
+// "host:port" addresses as our options spell them ("[v6]:port" too), resolved with Boost.Asio,
+// and listening sockets bound to them, with errors that name the address and what it was for.
+// Shared by the edge's metrics endpoint and the link emulator (cleave_net: LibTorch-free).
+#ifndef CLEAVE_COMMON_SRC_SOCKET_ADDRESS_H_
+#define CLEAVE_COMMON_SRC_SOCKET_ADDRESS_H_
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -11,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace cleave::link_emulator {
+namespace cleave::common {
 
 // Resolves `address` ("host:port", "[v6]:port"). `role` names it in errors ("listen",
 // "upstream"). With `passive`, resolves for binding. Returns INVALID_ARGUMENT when the form is
@@ -19,8 +20,8 @@ namespace cleave::link_emulator {
 [[nodiscard]] absl::StatusOr<boost::asio::ip::tcp::resolver::results_type> ResolveAddress(
     boost::asio::io_context& io, absl::string_view address, absl::string_view role, bool passive);
 
-// Opens `acceptor` on the first endpoint `address` resolves to and starts listening.
-// Returns the errors of ResolveAddress, or UNAVAILABLE when the address cannot be bound.
+// Opens `acceptor` on the first endpoint `address` resolves to that can be bound, and starts
+// listening. Returns the errors of ResolveAddress, or UNAVAILABLE when no endpoint can be bound.
 [[nodiscard]] absl::Status Listen(boost::asio::io_context& io,
                                   boost::asio::ip::tcp::acceptor& acceptor,
                                   absl::string_view address, absl::string_view role);
@@ -31,6 +32,6 @@ namespace cleave::link_emulator {
     const boost::asio::ip::tcp::resolver::results_type& upstream, absl::string_view address,
     std::chrono::milliseconds timeout);
 
-}  // namespace cleave::link_emulator
+}  // namespace cleave::common
 
-#endif  // CLEAVE_LINK_EMULATOR_SOCKET_ADDRESS_H_
+#endif  // CLEAVE_COMMON_SRC_SOCKET_ADDRESS_H_

@@ -1,4 +1,4 @@
-#include "tools/link_emulator/src/socket_address.h"
+#include "common/src/socket_address.h"
 
 #include <boost/asio/connect.hpp>
 #include <optional>
@@ -7,7 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
-namespace cleave::link_emulator {
+namespace cleave::common {
 namespace {
 
 namespace asio = boost::asio;
@@ -44,15 +44,17 @@ absl::Status Listen(asio::io_context& io, tcp::acceptor& acceptor, absl::string_
                     absl::string_view role) {
   auto resolved = ResolveAddress(io, address, role, true);
   if (!resolved.ok()) return resolved.status();
-  const tcp::endpoint endpoint = resolved->begin()->endpoint();
   boost::system::error_code error;
-  acceptor.open(endpoint.protocol(), error);
-  if (!error) acceptor.set_option(tcp::acceptor::reuse_address(true), error);
-  if (!error) acceptor.bind(endpoint, error);
-  if (!error) acceptor.listen(asio::socket_base::max_listen_connections, error);
-  if (!error) return absl::OkStatus();
-  boost::system::error_code ignored;
-  acceptor.close(ignored);
+  for (const auto& entry : *resolved) {
+    const tcp::endpoint endpoint = entry.endpoint();
+    acceptor.open(endpoint.protocol(), error);
+    if (!error) acceptor.set_option(tcp::acceptor::reuse_address(true), error);
+    if (!error) acceptor.bind(endpoint, error);
+    if (!error) acceptor.listen(asio::socket_base::max_listen_connections, error);
+    if (!error) return absl::OkStatus();
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
+  }
   return absl::UnavailableError(
       absl::StrCat("cannot listen on ", address, " (", role, "): ", error.message()));
 }
@@ -77,4 +79,4 @@ absl::Status CheckReachable(const tcp::resolver::results_type& upstream, absl::s
   return absl::OkStatus();
 }
 
-}  // namespace cleave::link_emulator
+}  // namespace cleave::common
