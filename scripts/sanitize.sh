@@ -5,6 +5,9 @@
 #   scripts/sanitize.sh address [CTEST_REGEX]   ASan + UBSan, clang, build-asan/; also builds
 #                                                and runs the in-tree fuzz targets (Fuzz.*)
 #   scripts/sanitize.sh thread  [CTEST_REGEX]   TSan, clang, build-tsan/
+#   scripts/sanitize.sh thread-threaded [REGEX]  TSan, clang, build-tsan/: only the common, edge,
+#                                                device and link-emulator tests (the code with
+#                                                threads of its own; docs/RELIABILITY.md)
 #   scripts/sanitize.sh ci      [CTEST_REGEX]   ASan + UBSan, gcc, build-asan-ci/: only the
 #                                                common, edge and device tests and what they
 #                                                need (what CI runs: scripts/test.sh)
@@ -13,7 +16,7 @@
 # code are suppressed in tests/sanitizers/*.supp (each entry says why); ours never are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-kind="${1:?usage: scripts/sanitize.sh address|thread [CTEST_REGEX]}"
+kind="${1:?usage: scripts/sanitize.sh address|thread|thread-threaded|ci [CTEST_REGEX]}"
 regex="${2:-}"
 compiler=clang++
 targets=()
@@ -21,12 +24,18 @@ labels=""
 case "$kind" in
   address) build=build-asan ;;
   thread) build=build-tsan ;;
+  thread-threaded)
+    build=build-tsan kind=thread
+    targets=(cleave_common_tests cleave_edge_server_tests cleave_device_tests
+      cleave_link_emulator_tests cleave-edge)
+    labels='^cleave_(common|edge_server|device|link_emulator)_tests$'
+    ;;
   ci)
     build=build-asan-ci kind=address compiler=g++
     targets=(cleave_common_tests cleave_edge_server_tests cleave_device_tests cleave-edge)
     labels='^cleave_(common|edge_server|device)_tests$'
     ;;
-  *) echo "sanitize.sh: unknown kind '$kind' (address, thread or ci)" >&2; exit 2 ;;
+  *) echo "sanitize.sh: unknown kind '$kind' (address, thread, thread-threaded or ci)" >&2; exit 2 ;;
 esac
 supp="$PWD/tests/sanitizers"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$compiler" \

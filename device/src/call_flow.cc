@@ -248,11 +248,11 @@ void Runtime::Impl::Offload(std::shared_ptr<Call> call, size_t edge_index) {
   if (MillisUntil(edge_deadline) <= 0) return FinishLocally(call, "no time left for the edge");
   call->result.bytes_sent += call->frame.size();
   metrics_->RecordOffload(call->result.cut_id, call->frame.size());
-  // The deadline holds the call weakly: an answered call frees its tensors and frame at once.
-  // An unanswered call is still held by the edge client's pending callback.
+  // The deadline holds the call weakly (as its owner): an answered call frees its tensors and
+  // frame at once. An unanswered call is still held by the edge client's pending callback.
   const std::weak_ptr<Call> weak_call = call;
   SendToEdge(
-      edge_index, call->result.cut_id, call->frame, edge_deadline,
+      edge_index, call->result.cut_id, call->frame, edge_deadline, weak_call,
       [this, call](const Attempt& attempt, absl::StatusOr<EdgeAnswer> answer) {
         if (!call->run_on_caller) {
           return OnEdgeAnswer(call, attempt.edge, attempt.sent, std::move(answer));

@@ -8,7 +8,8 @@
 namespace cleave::device {
 
 void Runtime::Impl::SendToEdge(size_t edge_index, int cut_id, std::string frame,
-                               Clock::time_point deadline, AnswerFn on_answer, LateFn on_late) {
+                               Clock::time_point deadline, std::weak_ptr<const void> owner,
+                               AnswerFn on_answer, LateFn on_late) {
   auto attempt = std::make_shared<Attempt>();
   attempt->edge = edge_index;
   EdgeRequest request;
@@ -24,11 +25,18 @@ void Runtime::Impl::SendToEdge(size_t edge_index, int cut_id, std::string frame,
   // pending callback holds, so once that has run (or been abandoned) the entry is dropped
   // unrun.
   const std::weak_ptr<Attempt> weak_attempt = attempt;
+  const bool owned = !owner.expired();
   deadlines_->Schedule(
       deadline,
-      [this, weak_attempt, on_late = std::move(on_late)] {
+      [this, weak_attempt, owned, owner = std::move(owner), on_late = std::move(on_late)] {
+        // The owner is locked before the attempt settles: once an answer has settled it and its
+        // callback has been dropped, the owner may be gone, and a late attempt must still find
+        // it. A gone owner was answered.
+        const std::shared_ptr<const void> held = owner.lock();
         const std::shared_ptr<Attempt> attempt = weak_attempt.lock();
-        if (attempt == nullptr || attempt->settled.exchange(true)) return;  // answered first
+        if (attempt == nullptr || (owned && held == nullptr) || attempt->settled.exchange(true)) {
+          return;  // answered first
+        }
         EdgeClient& edge = *edges_[attempt->edge];
         // The abandoned callback may hold the last reference to what `on_late` needs (the
         // call): it is dropped only after `on_late` has run.
@@ -91,7 +99,7 @@ void Runtime::Impl::MaybeProbe(const Call& call) {
     RemoveInFlight();
   };
   SendToEdge(
-      *edge, cut, *std::move(frame), deadline,
+      *edge, cut, *std::move(frame), deadline, /*owner=*/{},
       [this, segment = segment, frame_bytes, finish](const Attempt& attempt,
                                                      absl::StatusOr<EdgeAnswer> answer) {
         EdgeClient& edge = *edges_[attempt.edge];

@@ -1,7 +1,7 @@
 // Runtime's state and the steps of one call (device/include/cleave/device/runtime.h is the
-// API). The call flow is in runtime.cc, the shared send path and probing in edge_send.cc; the
-// running estimates (runtime_estimates.h), the telemetry (runtime_metrics.h) and the wire
-// (edge_client.h) are units of their own.
+// API). Setup is in runtime.cc, the call flow in call_flow.cc, the shared send path and probing
+// in edge_send.cc; the running estimates (runtime_estimates.h), the telemetry
+// (runtime_metrics.h) and the wire (edge_client.h) are units of their own.
 //
 // Thread-safety: as Runtime's; each step of a call runs on a pool, gRPC, deadline or caller
 // thread, and a Call is touched by one step at a time.
@@ -95,7 +95,7 @@ class Runtime::Impl {
   // Measures the held segments on the bundle's verification sample.
   void WarmUp(const std::string& bundle_dir);
 
-  // Steps of one call (call flow: runtime.cc).
+  // Steps of one call (call_flow.cc).
   std::shared_ptr<Call> NewCall(at::Tensor input, InferOptions options,
                                 std::function<void(absl::StatusOr<Result>)> done);
   void Start(std::shared_ptr<Call> call);
@@ -127,9 +127,10 @@ class Runtime::Impl {
   // The one send path of offloads and probes (edge_send.cc): sends the activation `frame` at
   // cut `cut_id` to edge `edge_index`, due by `deadline`. Exactly one of `on_answer` (on a gRPC
   // thread, or at once on this one when the edge refuses it unsent) or `on_late` (on the
-  // deadline thread, after the attempt is abandoned and the edge charged with a failure) runs.
+  // deadline thread, after the attempt is abandoned and the edge charged with a failure) runs;
+  // when an `owner` is given (the call), `on_late` runs only while it is alive and holds it.
   void SendToEdge(size_t edge_index, int cut_id, std::string frame, Clock::time_point deadline,
-                  AnswerFn on_answer, LateFn on_late);
+                  std::weak_ptr<const void> owner, AnswerFn on_answer, LateFn on_late);
   // What a good edge answer says about the round trip (also observed as network time).
   RoundTrip MeasureRoundTrip(Clock::time_point sent, double frame_bytes,
                              const EdgeAnswer& answer) const;
