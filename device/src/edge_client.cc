@@ -1,9 +1,7 @@
 #include "device/src/edge_client.h"
 
 #include <grpcpp/create_channel.h>
-#include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/security/credentials.h>
-#include <grpcpp/support/proto_buffer_reader.h>
 
 #include <algorithm>
 #include <deque>
@@ -13,6 +11,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "cleave/common/tsan_annotations.h"
+#include "cleave/proto/byte_buffer.h"
 #include "cleave/proto/status.h"
 #include "cleave/v1/inference.pb.h"
 
@@ -20,22 +19,6 @@ namespace cleave::device {
 namespace {
 
 constexpr char kInferStream[] = "/cleave.v1.Inference/InferStream";
-
-// Serialising a message we built cannot fail short of memory exhaustion.
-grpc::ByteBuffer Serialize(const v1::InferRequest& request) {
-  grpc::ByteBuffer bytes;
-  bool own_buffer = false;
-  (void)grpc::SerializationTraits<v1::InferRequest>::Serialize(request, &bytes, &own_buffer);
-  return bytes;
-}
-
-// Parses an answer ourselves, so that a message that is not one fails the stream with a reason
-// instead of gRPC's generic deserialization failure.
-bool Parse(const grpc::ByteBuffer& bytes, v1::InferResponse* response) {
-  grpc::ByteBuffer copy(bytes);  // shares the slices
-  grpc::ProtoBufferReader reader(&copy);
-  return response->ParseFromZeroCopyStream(&reader);
-}
 
 }  // namespace
 
@@ -129,7 +112,7 @@ class EdgeClient::Stream final
   void OnReadDone(bool ok) override {
     CLEAVE_TSAN_ACQUIRE(this);
     v1::InferResponse response;
-    if (ok && !Parse(response_, &response)) {
+    if (ok && !proto::ParseByteBuffer(response_, &response)) {
       // Not an answer: nothing on this stream can be trusted to match its request any more.
       {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -283,7 +266,7 @@ void EdgeClient::Send(uint64_t id, EdgeRequest request, Callback done) {
   message.set_cut_id(request.cut_id);
   message.set_activation(std::move(request.frame));
   message.set_timeout_us(static_cast<uint64_t>(std::max<int64_t>(0, request.timeout.count())));
-  grpc::ByteBuffer bytes = Serialize(message);
+  grpc::ByteBuffer bytes = proto::ToByteBuffer(message);
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     if (closing_) {

@@ -1,7 +1,5 @@
 #include "cleave/edge_server/inference_service.h"
 
-#include <grpcpp/support/proto_buffer_reader.h>
-
 #include <deque>
 #include <mutex>
 #include <utility>
@@ -11,6 +9,7 @@
 #include "cleave/common/status_macros.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/common/tsan_annotations.h"
+#include "cleave/proto/byte_buffer.h"
 #include "cleave/proto/status.h"
 
 namespace cleave::edge_server {
@@ -24,28 +23,18 @@ absl::Status ResourceExhausted(const v1::InferRequest& request) {
 // Parses a message ourselves (the service takes raw bytes) so that garbage gets a precise
 // INVALID_ARGUMENT instead of gRPC's generic deserialization failure.
 absl::Status ParseRequest(const grpc::ByteBuffer& bytes, v1::InferRequest* request) {
-  grpc::ByteBuffer copy(bytes);  // shares the slices
-  grpc::ProtoBufferReader reader(&copy);
-  if (!request->ParseFromZeroCopyStream(&reader)) {
+  if (!proto::ParseByteBuffer(bytes, request)) {
     return absl::InvalidArgumentError(
         absl::StrCat("message of ", bytes.Length(), " bytes is not a cleave.v1.InferRequest"));
   }
   return absl::OkStatus();
 }
 
-grpc::ByteBuffer Serialize(const v1::InferResponse& response) {
-  grpc::ByteBuffer bytes;
-  bool own_buffer = false;
-  // Serialising a message we built cannot fail short of memory exhaustion.
-  (void)grpc::SerializationTraits<v1::InferResponse>::Serialize(response, &bytes, &own_buffer);
-  return bytes;
-}
-
 // Writes the outcome of a request into its answer: the request id, and an in-band status in
 // place of the outputs when it failed.
 void Answer(InferCall& call, const absl::Status& status) {
   call.response.set_request_id(call.request.request_id());
-  if (!status.ok()) proto::SetResponseStatus(status, &call.response);
+  proto::SetResponseStatus(status, &call.response);
 }
 
 // A unary call. It owns its InferCall, and with it the call's admission ticket, until gRPC is
@@ -167,7 +156,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
 
   void Complete(InferCall& call, const absl::Status& status) {
     Answer(call, status);
-    Write write{Serialize(call.response), std::move(call.ticket)};
+    Write write{proto::ToByteBuffer(call.response), std::move(call.ticket)};
     std::unique_lock<std::mutex> lock(mutex_);
     if (broken_) {
       --in_flight_;
@@ -267,7 +256,7 @@ grpc::ServerUnaryReactor* InferenceService::Infer(grpc::CallbackServerContext* c
   Submit(call, PeerOf(context), std::move(request_context),
          [reactor, call, response_bytes](absl::Status status) {
            Answer(*call, status);
-           if (status.ok()) *response_bytes = Serialize(call->response);
+           if (status.ok()) *response_bytes = proto::ToByteBuffer(call->response);
            reactor->Answer(status);
          });
   return reactor;

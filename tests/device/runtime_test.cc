@@ -13,6 +13,7 @@
 #include "cleave/common/bundle.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/edge_server/edge_server.h"
+#include "cleave/proto/byte_buffer.h"
 #include "cleave/v1/inference.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/raw_grpc_server.h"
@@ -309,19 +310,13 @@ class ScriptedEdge {
  public:
   explicit ScriptedEdge(std::vector<std::string> outputs)
       : server_([outputs = std::move(outputs)](const grpc::ByteBuffer& message) {
-          std::vector<grpc::Slice> slices;
-          std::string bytes;
-          if (message.Dump(&slices).ok()) {
-            for (const grpc::Slice& slice : slices) {
-              bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-            }
-          }
           v1::InferRequest request;
           v1::InferResponse response;
-          if (request.ParseFromString(bytes)) response.set_request_id(request.request_id());
+          if (proto::ParseByteBuffer(message, &request)) {
+            response.set_request_id(request.request_id());
+          }
           for (const std::string& output : outputs) response.add_outputs(output);
-          const grpc::Slice reply(response.SerializeAsString());
-          return grpc::ByteBuffer(&reply, 1);
+          return proto::ToByteBuffer(response);
         }) {}
 
   std::string address() const { return server_.target(); }
