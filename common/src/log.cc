@@ -7,12 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "cleave/common/mutex.h"
 
 namespace cleave::common {
 namespace {
 
 std::atomic<LogLevel> g_threshold{LogLevel::kInfo};
-std::mutex g_mutex;
+Mutex g_mutex;  // one line at a time on stderr: it guards the stream, not data of ours
 
 const char* LevelName(LogLevel level) {
   switch (level) {
@@ -50,7 +51,7 @@ void Log(LogLevel level, absl::string_view event, std::initializer_list<LogField
       " level=", LevelName(level), " event=", Quote(event));
   for (const auto& [key, value] : fields) absl::StrAppend(&line, " ", key, "=", Quote(value));
   line.push_back('\n');
-  std::lock_guard<std::mutex> lock(g_mutex);
+  MutexLock lock(&g_mutex);
   std::fputs(line.c_str(), stderr);
   std::fflush(stderr);
 }

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "cleave/common/mutex.h"
 #include "cleave/common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -356,7 +357,7 @@ absl::StatusOr<Metric*> MetricFamily<Metric>::WithLabels(
                                                    label_names_.size(), " label values, got ",
                                                    label_values.size()));
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   if (auto found = children_.find(label_values); found != children_.end()) {
     return found->second.get();
   }
@@ -381,7 +382,7 @@ absl::StatusOr<Metric*> MetricFamily<Metric>::WithLabels(
 template <typename Metric>
 std::vector<std::pair<std::vector<std::string>, const Metric*>> MetricFamily<Metric>::Children()
     const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   std::vector<std::pair<std::vector<std::string>, const Metric*>> children;
   children.reserve(children_.size());
   for (const auto& [values, metric] : children_) children.emplace_back(values, metric.get());
@@ -406,7 +407,7 @@ absl::StatusOr<MetricFamily<Metric>*> MetricsRegistry::Add(const std::string& na
   // A family without labels has exactly one child: create it so that it renders from the start.
   if (result->label_names().empty()) CLEAVE_RETURN_IF_ERROR(result->WithLabels({}).status());
 
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   const std::vector<std::string> series = SeriesNames(kType, name);
   for (const std::string& series_name : series) {
     if (auto taken = series_names_.find(series_name); taken != series_names_.end()) {
@@ -438,7 +439,7 @@ absl::StatusOr<HistogramFamily*> MetricsRegistry::AddHistogram(
 }
 
 std::string MetricsRegistry::RenderPrometheusText() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   std::string text;
   for (const auto& entry : families_) {
     std::visit(
@@ -458,7 +459,7 @@ std::string MetricsRegistry::RenderPrometheusText() const {
 }
 
 std::string MetricsRegistry::RenderJson() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(&mutex_);
   nlohmann::json metrics = nlohmann::json::array();
   for (const auto& entry : families_) {
     std::visit(

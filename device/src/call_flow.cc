@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cleave/common/confidence.h"
+#include "cleave/common/mutex.h"
 #include "cleave/common/status_macros.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/common/torchscript_io.h"
@@ -48,30 +49,31 @@ absl::StatusOr<Result> Runtime::Impl::Infer(const at::Tensor& input, const Infer
   // request. The answering thread shares the waiter, so it can let go of the lock before it
   // notifies: the woken caller then never finds the lock still held and goes back to sleep.
   struct Waiter {
-    std::mutex mutex;
-    std::condition_variable ready;
-    std::optional<absl::StatusOr<Result>> result;
-    std::vector<std::function<void()>> work;  // for this thread to run while it waits
+    common::Mutex mutex;
+    common::CondVar ready;
+    std::optional<absl::StatusOr<Result>> result ABSL_GUARDED_BY(mutex);
+    // For this thread to run while it waits.
+    std::vector<std::function<void()>> work ABSL_GUARDED_BY(mutex);
   };
   auto waiter = std::make_shared<Waiter>();
   std::shared_ptr<Call> call = NewCall(input, options, [waiter](absl::StatusOr<Result> result) {
     {
-      std::lock_guard<std::mutex> lock(waiter->mutex);
+      common::MutexLock lock(&waiter->mutex);
       waiter->result = std::move(result);
     }
-    waiter->ready.notify_one();
+    waiter->ready.Signal();
   });
   call->run_on_caller = [waiter](std::function<void()> work) {
     {
-      std::lock_guard<std::mutex> lock(waiter->mutex);
+      common::MutexLock lock(&waiter->mutex);
       waiter->work.push_back(std::move(work));
     }
-    waiter->ready.notify_one();
+    waiter->ready.Signal();
   };
   Start(std::move(call));
-  std::unique_lock<std::mutex> lock(waiter->mutex);
+  common::MutexLock lock(&waiter->mutex);
   for (;;) {
-    waiter->ready.wait(lock, [&waiter] { return waiter->result || !waiter->work.empty(); });
+    while (!waiter->result.has_value() && waiter->work.empty()) waiter->ready.Wait(&waiter->mutex);
     if (waiter->result.has_value()) {
       // Nothing is handed over after the answer (an attempt settles once, before the answer),
       // but a step holds the call, which holds this waiter: never leave one behind.
@@ -80,9 +82,9 @@ absl::StatusOr<Result> Runtime::Impl::Infer(const at::Tensor& input, const Infer
     }
     std::vector<std::function<void()>> work = std::move(waiter->work);
     waiter->work.clear();
-    lock.unlock();
+    lock.Unlock();
     for (std::function<void()>& step : work) step();
-    lock.lock();
+    lock.Lock();
   }
 }
 

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "cleave/common/mutex.h"
 
 namespace cleave::device {
 namespace {
@@ -33,23 +34,23 @@ CircuitBreaker::CircuitBreaker(const EdgeClientOptions& options)
       jitter_state_(JitterSeed(this)) {}
 
 CircuitBreaker::Clock::time_point CircuitBreaker::available_at() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   return blocked_until_;
 }
 
 int CircuitBreaker::consecutive_failures() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   return consecutive_failures_;
 }
 
 void CircuitBreaker::ReportSuccess() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   consecutive_failures_ = 0;
   blocked_until_ = Clock::time_point();
 }
 
 void CircuitBreaker::ReportFailure() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   ++consecutive_failures_;
   std::chrono::milliseconds delay = open_for_;
   if (consecutive_failures_ < failure_threshold_) {
@@ -66,7 +67,7 @@ void CircuitBreaker::ReportFailure() {
 }
 
 std::string CircuitBreaker::Refusal() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   const Clock::time_point now = Clock::now();
   if (now >= blocked_until_) return "";
   const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(blocked_until_ - now);

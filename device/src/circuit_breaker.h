@@ -9,10 +9,10 @@
 
 #include <chrono>
 #include <cstdint>
-#include <mutex>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "cleave/common/mutex.h"
 #include "cleave/device/edge_options.h"
 
 namespace cleave::device {
@@ -42,7 +42,7 @@ class CircuitBreaker {
   const std::chrono::milliseconds min_backoff_, max_backoff_, open_for_;
   const int failure_threshold_;
 
-  mutable std::mutex mutex_;
+  mutable common::Mutex mutex_;
   int consecutive_failures_ ABSL_GUARDED_BY(mutex_) = 0;
   Clock::time_point blocked_until_ ABSL_GUARDED_BY(mutex_);
   uint64_t jitter_state_ ABSL_GUARDED_BY(mutex_);  // xorshift, never 0

@@ -13,13 +13,14 @@
 #define CLEAVE_DEVICE_SRC_DEADLINE_QUEUE_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <queue>
 #include <thread>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "cleave/common/mutex.h"
 
 namespace cleave::device {
 
@@ -30,10 +31,10 @@ class DeadlineQueue {
   DeadlineQueue() : thread_([this] { Loop(); }) {}
   ~DeadlineQueue() {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      common::MutexLock lock(&mutex_);
       stopping_ = true;
     }
-    wake_.notify_all();
+    wake_.SignalAll();
     thread_.join();
   }
   DeadlineQueue(const DeadlineQueue&) = delete;
@@ -63,49 +64,50 @@ class DeadlineQueue {
     }
   };
 
-  void Push(Entry entry) {
+  void Push(Entry entry) ABSL_LOCKS_EXCLUDED(mutex_) {
     bool sooner = false;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      common::MutexLock lock(&mutex_);
       entry.order = next_order_++;
       // The thread re-plans by itself when it wakes or finishes running callbacks.
       sooner = entry.deadline < planned_;
       if (sooner) planned_ = entry.deadline;
       entries_.push(std::move(entry));
     }
-    if (sooner) wake_.notify_one();
+    if (sooner) wake_.Signal();
   }
 
-  void Loop() {
-    std::unique_lock<std::mutex> lock(mutex_);
+  void Loop() ABSL_LOCKS_EXCLUDED(mutex_) {
+    common::MutexLock lock(&mutex_);
     while (!stopping_) {
       while (!entries_.empty() && entries_.top().Abandoned()) entries_.pop();
       if (entries_.empty()) {
         planned_ = Clock::time_point::max();
-        wake_.wait(lock);
+        wake_.Wait(&mutex_);
         continue;
       }
       if (Clock::now() < entries_.top().deadline) {
         planned_ = entries_.top().deadline;
-        wake_.wait_until(lock, planned_);
+        wake_.WaitUntil(&mutex_, planned_);
         continue;
       }
       planned_ = Clock::time_point::min();  // running: Schedule need not wake us
       std::function<void()> callback = std::move(const_cast<Entry&>(entries_.top()).callback);
       entries_.pop();
-      lock.unlock();
+      lock.Unlock();
       callback();
-      lock.lock();
+      lock.Lock();
     }
   }
 
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> entries_;
-  uint64_t next_order_ = 0;
+  common::Mutex mutex_;
+  common::CondVar wake_;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> entries_
+      ABSL_GUARDED_BY(mutex_);
+  uint64_t next_order_ ABSL_GUARDED_BY(mutex_) = 0;
   // When the thread will next look at the entries (max: only when woken; min: now).
-  Clock::time_point planned_ = Clock::time_point::max();
-  bool stopping_ = false;
+  Clock::time_point planned_ ABSL_GUARDED_BY(mutex_) = Clock::time_point::max();
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   std::thread thread_;  // last: starts after the members it uses
 };
 

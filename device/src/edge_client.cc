@@ -10,6 +10,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "cleave/common/mutex.h"
 #include "cleave/common/tsan_annotations.h"
 #include "cleave/proto/byte_buffer.h"
 #include "cleave/proto/status.h"
@@ -53,7 +54,7 @@ class EdgeClient::Stream final
   // `request` as it was). Sets *start when the caller now owns the one write gRPC allows at a
   // time: it must then call StartQueuedWrite, holding none of its own locks.
   bool Enqueue(grpc::ByteBuffer&& request, bool* start) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    common::MutexLock lock(&mutex_);
     if (closed_) return false;
     writes_.push_back(std::move(request));
     *start = !writing_;
@@ -68,7 +69,7 @@ class EdgeClient::Stream final
   void StartQueuedWrite() {
     grpc::ByteBuffer* next = nullptr;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      common::MutexLock lock(&mutex_);
       next = &writes_.front();  // deque references survive push_back
     }
     CLEAVE_TSAN_RELEASE(this);
@@ -79,7 +80,7 @@ class EdgeClient::Stream final
   void Close() {
     bool release = false;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      common::MutexLock lock(&mutex_);
       closed_ = true;
       release = !writing_ && !released_;
       released_ = released_ || release;
@@ -97,7 +98,7 @@ class EdgeClient::Stream final
   void OnWriteDone(bool ok) override {
     CLEAVE_TSAN_ACQUIRE(this);
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      common::MutexLock lock(&mutex_);
       writes_.pop_front();
       if (!ok) closed_ = true;  // broken: the read side will report why
       if (!ok || writes_.empty()) {
@@ -115,7 +116,7 @@ class EdgeClient::Stream final
     if (ok && !proto::ParseByteBuffer(response_, &response)) {
       // Not an answer: nothing on this stream can be trusted to match its request any more.
       {
-        std::lock_guard<std::mutex> lock(mutex_);
+        common::MutexLock lock(&mutex_);
         broken_ = absl::StrCat("sent a message of ", response_.Length(),
                                " bytes that is not a cleave.v1.InferResponse");
       }
@@ -124,7 +125,7 @@ class EdgeClient::Stream final
     }
     response_.Clear();
     if (!ok) {
-      std::lock_guard<std::mutex> lock(mutex_);
+      common::MutexLock lock(&mutex_);
       closed_ = true;
       if (!writing_) ReleaseLocked(/*writes_done=*/false);
       return;
@@ -139,7 +140,7 @@ class EdgeClient::Stream final
     CLEAVE_TSAN_ACQUIRE(this);
     std::string broken;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      common::MutexLock lock(&mutex_);
       broken = std::move(broken_);
     }
     owner_->StreamDone(this, !broken.empty() ? absl::DataLossError(broken)
@@ -180,7 +181,7 @@ class EdgeClient::Stream final
   grpc::ClientContext context_;
   grpc::ByteBuffer response_;  // owned by the outstanding read
 
-  std::mutex mutex_;
+  common::Mutex mutex_;
   // front() is being written while writing_
   std::deque<grpc::ByteBuffer> writes_ ABSL_GUARDED_BY(mutex_);
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
@@ -197,10 +198,10 @@ namespace {
 // shared callback completion queue twice and abort the process.
 std::shared_ptr<grpc::Channel> SharedChannel(const std::string& target,
                                              const EdgeClientOptions& options) {
-  static std::mutex mutex;
+  static common::Mutex mutex;
   static auto* channels =
       new std::map<std::tuple<std::string, int, std::string>, std::shared_ptr<grpc::Channel>>();
-  std::lock_guard<std::mutex> lock(mutex);
+  common::MutexLock lock(&mutex);
   std::shared_ptr<grpc::Channel>& channel =
       (*channels)[{target, options.max_message_bytes, options.load_balancing}];
   if (channel == nullptr) {
@@ -239,13 +240,16 @@ EdgeClient::EdgeClient(const std::string& target, EdgeClientOptions options)
       breaker_(options_) {}
 
 EdgeClient::~EdgeClient() {
-  std::unique_lock<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   closing_ = true;
   if (current_ != nullptr) current_->Close();
   current_ = nullptr;
-  if (!streams_done_.wait_for(lock, std::chrono::seconds(2), [this] { return live_.empty(); })) {
+  const auto patience = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!live_.empty() && streams_done_.WaitUntil(&mutex_, patience)) {
+  }
+  if (!live_.empty()) {
     for (Stream* stream : live_) stream->Cancel();
-    streams_done_.wait(lock, [this] { return live_.empty(); });
+    while (!live_.empty()) streams_done_.Wait(&mutex_);
   }
 }
 
@@ -267,10 +271,10 @@ void EdgeClient::Send(uint64_t id, EdgeRequest request, Callback done) {
   message.set_activation(std::move(request.frame));
   message.set_timeout_us(static_cast<uint64_t>(std::max<int64_t>(0, request.timeout.count())));
   grpc::ByteBuffer bytes = proto::ToByteBuffer(message);
-  std::unique_lock<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   for (;;) {
     if (closing_) {
-      lock.unlock();
+      lock.Unlock();
       done(Refusal(absl::CancelledError("edge client is shutting down")));
       return;
     }
@@ -284,7 +288,7 @@ void EdgeClient::Send(uint64_t id, EdgeRequest request, Callback done) {
     pending_[id] = Pending{std::move(done), stream};
     bool start = false;
     if (stream->Enqueue(std::move(bytes), &start)) {
-      lock.unlock();
+      lock.Unlock();
       if (start) stream->StartQueuedWrite();
       return;
     }
@@ -296,7 +300,7 @@ void EdgeClient::Send(uint64_t id, EdgeRequest request, Callback done) {
 }
 
 EdgeClient::Callback EdgeClient::Abandon(uint64_t request_id) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   auto it = pending_.find(request_id);
   if (it == pending_.end()) return nullptr;
   Callback done = std::move(it->second.done);
@@ -307,7 +311,7 @@ EdgeClient::Callback EdgeClient::Abandon(uint64_t request_id) {
 void EdgeClient::Deliver(uint64_t request_id, absl::StatusOr<EdgeAnswer> answer) {
   Callback done;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    common::MutexLock lock(&mutex_);
     auto it = pending_.find(request_id);
     if (it == pending_.end()) return;  // abandoned by its caller
     done = std::move(it->second.done);
@@ -319,7 +323,7 @@ void EdgeClient::Deliver(uint64_t request_id, absl::StatusOr<EdgeAnswer> answer)
 void EdgeClient::StreamDone(Stream* stream, const absl::Status& status) {
   std::vector<Callback> failed;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    common::MutexLock lock(&mutex_);
     for (auto it = pending_.begin(); it != pending_.end();) {
       if (it->second.stream == stream) {
         failed.push_back(std::move(it->second.done));
@@ -336,9 +340,9 @@ void EdgeClient::StreamDone(Stream* stream, const absl::Status& status) {
       absl::StrCat("edge ", target_, " unavailable: ", status.message()));
   for (Callback& done : failed) done(broken);
   // Last touch of `this`: once live_ is empty the destructor may return.
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   live_.erase(stream);
-  streams_done_.notify_all();
+  streams_done_.SignalAll();
 }
 
 }  // namespace cleave::device

@@ -14,18 +14,17 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "cleave/common/mutex.h"
 #include "cleave/device/edge_options.h"
 #include "device/src/circuit_breaker.h"
 
@@ -111,8 +110,8 @@ class EdgeClient {
   CircuitBreaker breaker_;
   std::atomic<uint64_t> next_request_id_{1};
 
-  mutable std::mutex mutex_;
-  std::condition_variable streams_done_;
+  mutable common::Mutex mutex_;
+  common::CondVar streams_done_;
   // Accepts new requests; nullptr when broken or not yet opened.
   Stream* current_ ABSL_GUARDED_BY(mutex_) = nullptr;
   std::set<Stream*> live_ ABSL_GUARDED_BY(mutex_);  // streams whose OnDone has not run yet

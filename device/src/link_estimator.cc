@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "cleave/common/mutex.h"
+
 namespace cleave::device {
 namespace {
 
@@ -22,7 +24,7 @@ LinkEstimator::LinkEstimator(LinkEstimate prior, size_t window) : prior_(prior),
 
 void LinkEstimator::Record(double bytes, double network_ms) {
   if (!(bytes >= 0) || !(network_ms >= 0) || !std::isfinite(network_ms)) return;
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   // A link that changes (a hand-over, a radio shadow) shows as samples the fit keeps
   // mispredicting. After kSurprises of them in a row only those speak for the link: waiting
   // for them to outvote a whole window of history would keep the old split for seconds.
@@ -42,7 +44,7 @@ void LinkEstimator::Record(double bytes, double network_ms) {
 }
 
 LinkEstimate LinkEstimator::Current() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   if (!cached_.has_value()) cached_ = FitLocked();
   return *cached_;
 }

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "cleave/common/mutex.h"
 
 namespace cleave::device {
 
@@ -23,7 +24,7 @@ Pipeline::Pipeline(StartFrame start, size_t max_in_flight, ResultCallback on_res
 Pipeline::~Pipeline() { Drain(); }
 
 size_t Pipeline::in_flight() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   return next_sequence_ - next_delivery_;
 }
 
@@ -31,9 +32,12 @@ absl::StatusOr<uint64_t> Pipeline::Submit(at::Tensor input, InferOptions options
                                           std::chrono::milliseconds wait) {
   uint64_t sequence = 0;
   {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (!slot_free_.wait_for(lock, wait,
-                             [&] { return next_sequence_ - next_delivery_ < max_in_flight_; })) {
+    common::MutexLock lock(&mutex_);
+    const auto until = std::chrono::steady_clock::now() + wait;
+    while (next_sequence_ - next_delivery_ >= max_in_flight_ &&
+           slot_free_.WaitUntil(&mutex_, until)) {
+    }
+    if (next_sequence_ - next_delivery_ >= max_in_flight_) {
       return absl::ResourceExhaustedError(absl::StrCat("no pipeline slot freed within ",
                                                        wait.count(), " ms (", max_in_flight_,
                                                        " frames in flight)"));
@@ -47,22 +51,25 @@ absl::StatusOr<uint64_t> Pipeline::Submit(at::Tensor input, InferOptions options
 }
 
 void Pipeline::Drain() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  slot_free_.wait(lock, [&] { return next_delivery_ == next_sequence_; });
+  common::MutexLock lock(&mutex_);
+  while (next_delivery_ != next_sequence_) slot_free_.Wait(&mutex_);
 }
 
 bool Pipeline::DrainFor(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  return slot_free_.wait_for(lock, timeout, [&] { return next_delivery_ == next_sequence_; });
+  common::MutexLock lock(&mutex_);
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (next_delivery_ != next_sequence_ && slot_free_.WaitUntil(&mutex_, until)) {
+  }
+  return next_delivery_ == next_sequence_;
 }
 
 uint64_t Pipeline::duplicate_results() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   return duplicates_;
 }
 
 void Pipeline::OnResult(uint64_t sequence, absl::StatusOr<Result> result) {
-  std::unique_lock<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   // A second result for a frame: delivered already, being delivered (a delivering thread is
   // inside on_result_ for next_delivery_ whenever another holds the lock and sees
   // delivering_), or waiting for its turn.
@@ -77,11 +84,12 @@ void Pipeline::OnResult(uint64_t sequence, absl::StatusOr<Result> result) {
        next = finished_.find(next_delivery_)) {
     absl::StatusOr<Result> ready = std::move(next->second);
     finished_.erase(next);
-    lock.unlock();
-    on_result_(next_delivery_, std::move(ready));
-    lock.lock();
+    const uint64_t delivered = next_delivery_;  // only the delivering thread advances it
+    lock.Unlock();
+    on_result_(delivered, std::move(ready));
+    lock.Lock();
     ++next_delivery_;
-    slot_free_.notify_all();
+    slot_free_.SignalAll();
   }
   delivering_ = false;
 }

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cleave/common/files.h"
+#include "cleave/common/mutex.h"
 #include "cleave/common/stats.h"
 #include "cleave/common/status_macros.h"
 #include "cleave/common/tensor_frame.h"
@@ -157,8 +158,8 @@ const common::CodecSpec& Runtime::Impl::CodecFor(int cut_id) const {
 
 Runtime::Impl::~Impl() {
   {
-    std::unique_lock<std::mutex> lock(calls_mutex_);
-    calls_done_.wait(lock, [this] { return calls_in_flight_ == 0; });
+    common::MutexLock lock(&calls_mutex_);
+    while (calls_in_flight_ > 0) calls_done_.Wait(&calls_mutex_);
   }
   deadlines_.reset();  // only settled attempts are left in it
   if (pool_ != nullptr) pool_->join();
@@ -166,14 +167,14 @@ Runtime::Impl::~Impl() {
 }
 
 void Runtime::Impl::AddInFlight() {
-  std::lock_guard<std::mutex> lock(calls_mutex_);
+  common::MutexLock lock(&calls_mutex_);
   ++calls_in_flight_;
 }
 
 void Runtime::Impl::RemoveInFlight() {
-  std::lock_guard<std::mutex> lock(calls_mutex_);
+  common::MutexLock lock(&calls_mutex_);
   --calls_in_flight_;
-  calls_done_.notify_all();
+  calls_done_.SignalAll();
 }
 
 void Runtime::Impl::Post(std::function<void()> work) {

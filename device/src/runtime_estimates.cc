@@ -1,5 +1,6 @@
 #include "device/src/runtime_estimates.h"
 
+#include "cleave/common/mutex.h"
 #include "cleave/common/tensor_spec.h"
 
 namespace cleave::device {
@@ -30,7 +31,7 @@ RuntimeEstimates::RuntimeEstimates(const common::BundleManifest& manifest,
   for (size_t i = segments; i-- > 0;) {
     tail_macs_[i] = tail_macs_[i + 1] + static_cast<double>(manifest.segments[i].macs);
   }
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   device_ms_.assign(segments, 0);
   device_known_.assign(segments, false);
   edge_tail_ms_.assign(segments, 0);
@@ -49,13 +50,13 @@ RuntimeEstimates::RuntimeEstimates(const common::BundleManifest& manifest,
 }
 
 void RuntimeEstimates::SetDeviceMs(size_t segment, double ms) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   device_ms_[segment] = ms;
   device_known_[segment] = true;
 }
 
 void RuntimeEstimates::LearnDeviceTime(size_t first, size_t last, double elapsed_ms) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   double estimated = 0;
   for (size_t segment = first; segment <= last; ++segment) estimated += device_ms_[segment];
   for (size_t segment = first; segment <= last; ++segment) {
@@ -65,7 +66,7 @@ void RuntimeEstimates::LearnDeviceTime(size_t first, size_t last, double elapsed
 }
 
 bool RuntimeEstimates::DeviceTimesKnown(size_t first, size_t last) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   double estimated = 0;
   for (size_t segment = first; segment <= last; ++segment) {
     if (!device_known_[segment]) return false;
@@ -75,14 +76,14 @@ bool RuntimeEstimates::DeviceTimesKnown(size_t first, size_t last) const {
 }
 
 double RuntimeEstimates::DeviceMsFrom(size_t first) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   double ms = 0;
   for (size_t i = first; i < device_ms_.size(); ++i) ms += device_ms_[i];
   return ms;
 }
 
 void RuntimeEstimates::LearnRoundTrip(size_t split, const RoundTrip& trip) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   Smooth(&edge_tail_ms_, &edge_tail_known_, split, trip.edge_compute_ms);
   if (tail_macs_[split] > 0) {
     Smooth(&edge_ms_per_mac_, trip.edge_compute_ms / tail_macs_[split], &edge_speed_known_);
@@ -92,7 +93,7 @@ void RuntimeEstimates::LearnRoundTrip(size_t split, const RoundTrip& trip) {
 }
 
 void RuntimeEstimates::Fill(PolicyInput* input) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   const size_t segments = device_ms_.size();
   // Device times of segments the device does not hold (it cannot run them) stay as measured
   // or zero; the policy never uses them because it cannot finish locally.

@@ -9,13 +9,13 @@
 #ifndef CLEAVE_DEVICE_SRC_RUNTIME_ESTIMATES_H_
 #define CLEAVE_DEVICE_SRC_RUNTIME_ESTIMATES_H_
 
-#include <mutex>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "cleave/common/frame_codec.h"
 #include "cleave/common/manifest.h"
+#include "cleave/common/mutex.h"
 #include "cleave/device/offload_policy.h"
 
 namespace cleave::device {
@@ -56,7 +56,7 @@ class RuntimeEstimates {
   const double edge_speedup_;
   std::vector<double> tail_macs_;  // manifest MACs from segment i to the end
 
-  mutable std::mutex mutex_;
+  mutable common::Mutex mutex_;
   std::vector<double> device_ms_ ABSL_GUARDED_BY(mutex_);  // per segment
   std::vector<bool> device_known_ ABSL_GUARDED_BY(mutex_);
   std::vector<double> edge_tail_ms_ ABSL_GUARDED_BY(mutex_);  // edge compute, i to the end

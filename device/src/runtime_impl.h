@@ -11,10 +11,8 @@
 #include <atomic>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -24,6 +22,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "cleave/common/bundle.h"
+#include "cleave/common/mutex.h"
 #include "cleave/device/runtime.h"
 #include "device/src/deadline_queue.h"
 #include "device/src/edge_client.h"
@@ -160,8 +159,8 @@ class Runtime::Impl {
   std::atomic<uint64_t> probes_sent_{0};      // picks among a probe's candidate activations
   std::atomic<int64_t> last_probe_ns_{0};
 
-  std::mutex calls_mutex_;
-  std::condition_variable calls_done_;
+  common::Mutex calls_mutex_;
+  common::CondVar calls_done_;
   int calls_in_flight_ ABSL_GUARDED_BY(calls_mutex_) = 0;
 };
 

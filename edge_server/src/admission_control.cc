@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "cleave/common/mutex.h"
 
 namespace cleave::edge_server {
 
@@ -28,13 +29,13 @@ AdmissionControl::AdmissionControl(AdmissionOptions options, EdgeMetrics* metric
 }
 
 std::shared_ptr<AdmissionControl::Peer> AdmissionControl::PeerFor(const std::string& name) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   std::weak_ptr<Peer>& slot = peers_[name];
   if (std::shared_ptr<Peer> known = slot.lock()) return known;
   // The last holder's release drops the map entry, unless a new Peer took the name meanwhile.
   std::shared_ptr<Peer> peer(new Peer(name), [this](Peer* gone) {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      common::MutexLock lock(&mutex_);
       auto entry = peers_.find(gone->name());
       if (entry != peers_.end() && entry->second.expired()) peers_.erase(entry);
     }
@@ -47,16 +48,16 @@ std::shared_ptr<AdmissionControl::Peer> AdmissionControl::PeerFor(const std::str
 absl::StatusOr<AdmissionControl::Ticket> AdmissionControl::Admit(const std::shared_ptr<Peer>& peer,
                                                                  uint64_t bytes,
                                                                  uint64_t request_id) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   if (bytes > options_.max_inflight_bytes - bytes_) {
-    if (metrics_ != nullptr) metrics_->RecordRefusal("memory_budget");
+    if (metrics_ != nullptr) metrics_->RecordRefusal(EdgeMetrics::Refusal::kMemoryBudget);
     return absl::ResourceExhaustedError(absl::StrCat(
         "request ", request_id, " refused: it needs ", bytes, " bytes and the edge's budget for ",
         "requests in flight (max_inflight_mb) has ", options_.max_inflight_bytes - bytes_, " of ",
         options_.max_inflight_bytes, " left"));
   }
   if (options_.max_peer_inflight > 0 && peer->in_flight_ >= options_.max_peer_inflight) {
-    if (metrics_ != nullptr) metrics_->RecordRefusal("peer_cap");
+    if (metrics_ != nullptr) metrics_->RecordRefusal(EdgeMetrics::Refusal::kPeerCap);
     return absl::ResourceExhaustedError(
         absl::StrCat("request ", request_id, " refused: its connection already has ",
                      peer->in_flight_, " requests in flight (max_peer_inflight)"));
@@ -73,17 +74,19 @@ absl::StatusOr<AdmissionControl::Ticket> AdmissionControl::Admit(const std::shar
 }
 
 void AdmissionControl::Release(Peer& peer, uint64_t bytes) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   --peer.in_flight_;
   bytes_ -= bytes;
   --requests_;
   PublishLocked();
-  if (requests_ == 0) idle_.notify_all();
+  if (requests_ == 0) idle_.SignalAll();
 }
 
 bool AdmissionControl::AwaitIdle(std::chrono::steady_clock::time_point deadline) const {
-  std::unique_lock<std::mutex> lock(mutex_);
-  return idle_.wait_until(lock, deadline, [this] { return requests_ == 0; });
+  common::MutexLock lock(&mutex_);
+  while (requests_ > 0 && idle_.WaitUntil(&mutex_, deadline)) {
+  }
+  return requests_ == 0;
 }
 
 void AdmissionControl::PublishLocked() {
@@ -91,12 +94,12 @@ void AdmissionControl::PublishLocked() {
 }
 
 uint64_t AdmissionControl::inflight_bytes() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   return bytes_;
 }
 
 size_t AdmissionControl::inflight_requests() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   return requests_;
 }
 

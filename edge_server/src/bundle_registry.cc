@@ -8,6 +8,7 @@
 #include "cleave/common/files.h"
 #include "cleave/common/log.h"
 #include "cleave/common/manifest.h"
+#include "cleave/common/mutex.h"
 
 namespace cleave::edge_server {
 namespace {
@@ -36,15 +37,24 @@ std::vector<std::string> BundleFolders(const std::string& root) {
   return dirs;
 }
 
+// The cuts a request may resume `bundle` from: where its segments begin.
+std::vector<int> ResumableCuts(const common::Bundle& bundle) {
+  std::vector<int> cuts;
+  for (const common::SegmentInfo& segment : bundle.manifest().segments) {
+    cuts.push_back(segment.begin_cut);
+  }
+  return cuts;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BundleRegistry>> BundleRegistry::LoadFrom(
-    const std::string& root, const common::Bundle::LoadOptions& load) {
+    const std::string& root, const common::Bundle::LoadOptions& load, const EdgeMetrics* metrics) {
   std::error_code error;
   if (!fs::is_directory(root, error)) {
     return absl::NotFoundError(absl::StrCat("bundle folder not found: ", root));
   }
-  std::unique_ptr<BundleRegistry> registry(new BundleRegistry(root, load));
+  std::unique_ptr<BundleRegistry> registry(new BundleRegistry(root, load, metrics));
   registry->Rescan();
   return registry;
 }
@@ -86,9 +96,12 @@ BundleRegistry::Changes BundleRegistry::Rescan() {
          {"id", id},
          {"cuts", (*bundle)->manifest().DescribeResumableCuts()},
          {"exits", absl::StrCat((*bundle)->manifest().exits.size())}});
+    ServedBundle served{*bundle, nullptr};
+    if (metrics_ != nullptr)
+      served.metrics = metrics_->ForBundle((*bundle)->manifest().name, ResumableCuts(**bundle));
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      bundles_[id] = *bundle;
+      common::MutexLock lock(&mutex_);
+      bundles_[id] = std::move(served);
     }
     seen[dir] = id;
     ++changes.added;
@@ -98,7 +111,7 @@ BundleRegistry::Changes BundleRegistry::Rescan() {
   for (const auto& [dir, id] : seen) live.insert(id);
   for (const auto& [dir, id] : dir_ids_) {
     if (live.count(id) > 0) continue;
-    std::lock_guard<std::mutex> lock(mutex_);
+    common::MutexLock lock(&mutex_);
     if (bundles_.erase(id) > 0) {
       Log(LogLevel::kInfo, "bundle_unloaded", {{"dir", dir}, {"id", id}});
       ++changes.removed;
@@ -112,16 +125,16 @@ BundleRegistry::Changes BundleRegistry::Rescan() {
   return changes;
 }
 
-std::shared_ptr<const common::Bundle> BundleRegistry::Find(absl::string_view id) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+ServedBundle BundleRegistry::Find(absl::string_view id) const {
+  common::MutexLock lock(&mutex_);
   auto it = bundles_.find(id);
-  return it == bundles_.end() ? nullptr : it->second;
+  return it == bundles_.end() ? ServedBundle{} : it->second;
 }
 
 std::vector<std::shared_ptr<const common::Bundle>> BundleRegistry::List() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   std::vector<std::shared_ptr<const common::Bundle>> list;
-  for (const auto& [id, bundle] : bundles_) list.push_back(bundle);
+  for (const auto& [id, served] : bundles_) list.push_back(served.bundle);
   return list;
 }
 

@@ -9,6 +9,7 @@
 #include "cleave/common/files.h"
 #include "cleave/common/log.h"
 #include "cleave/common/machine.h"
+#include "cleave/common/mutex.h"
 #include "cleave/common/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -119,7 +120,8 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOp
   common::Bundle::LoadOptions load;
   load.optimize_for_inference = options.optimize_segments;
   load.measure_forward_memory = true;  // what admission charges requests for
-  CLEAVE_ASSIGN_OR_RETURN(server->registry_, BundleRegistry::LoadFrom(options.bundles_dir, load));
+  CLEAVE_ASSIGN_OR_RETURN(server->registry_, BundleRegistry::LoadFrom(options.bundles_dir, load,
+                                                                      server->metrics_.get()));
   AdmissionOptions admission;
   admission.max_inflight_bytes =
       options.max_inflight_bytes > 0 ? options.max_inflight_bytes : common::UsableMemoryBytes() / 4;
@@ -129,10 +131,14 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOp
   batcher.workers = options.workers;
   batcher.max_queue = options.max_queue;
   batcher.idle_spin = options.idle_spin;
-  batcher.limits = options.limits;
   batcher.default_batching = options.default_batching;
   batcher.batching_by_model = options.batching_by_model;
-  server->batcher_ = std::make_unique<DynamicBatcher>(batcher, server->metrics_.get());
+  batcher.prepare_worker = &BatchRunner::PrepareThread;
+  server->runner_ = std::make_unique<BatchRunner>(options.limits);
+  server->batcher_ = std::make_unique<DynamicBatcher>(
+      batcher, [runner = server->runner_.get()](std::vector<BatchJob> batch) {
+        runner->Run(std::move(batch));
+      });
   InferenceServiceOptions service;
   service.limits = options.limits;
   service.max_stream_inflight = options.max_stream_inflight;
@@ -182,7 +188,7 @@ EdgeServer::~EdgeServer() { Shutdown(); }
 int EdgeServer::metrics_port() const { return http_ != nullptr ? http_->port() : 0; }
 
 BundleRegistry::Changes EdgeServer::RescanBundles() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   if (shutting_down_) return {};
   const BundleRegistry::Changes changes = registry_->Rescan();
   if (changes.any()) {
@@ -204,7 +210,7 @@ BundleRegistry::Changes EdgeServer::RescanBundles() {
 }
 
 void EdgeServer::PublishBundles() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   health->SetServingStatus(true);
   for (const auto& bundle : registry_->List()) {
@@ -216,22 +222,26 @@ void EdgeServer::PublishBundles() {
 }
 
 void EdgeServer::Watch(std::chrono::milliseconds interval) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  while (!stop_watching_.wait_for(lock, interval, [this] { return shutting_down_; })) {
-    lock.unlock();
+  common::MutexLock lock(&mutex_);
+  for (;;) {
+    const auto until = std::chrono::steady_clock::now() + interval;
+    while (!shutting_down_ && stop_watching_.WaitUntil(&mutex_, until)) {
+    }
+    if (shutting_down_) return;
+    lock.Unlock();
     RescanBundles();
-    lock.lock();
+    lock.Lock();
   }
 }
 
 void EdgeServer::Shutdown(std::chrono::milliseconds grace) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    common::MutexLock lock(&mutex_);
     if (shutting_down_) return;
     shutting_down_ = true;
   }
   ready_ = false;
-  stop_watching_.notify_all();
+  stop_watching_.SignalAll();
   if (watcher_.joinable()) watcher_.join();
   if (server_ != nullptr) {
     // NOT_SERVING for checkers and watchers; then every request admitted so far is answered

@@ -1,11 +1,12 @@
 #include "cleave/edge_server/inference_service.h"
 
 #include <deque>
-#include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cleave/common/mutex.h"
 #include "cleave/common/status_macros.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/common/tsan_annotations.h"
@@ -14,11 +15,6 @@
 
 namespace cleave::edge_server {
 namespace {
-
-absl::Status ResourceExhausted(const v1::InferRequest& request) {
-  return absl::ResourceExhaustedError(
-      absl::StrCat("request ", request.request_id(), " refused: the edge's queue is full"));
-}
 
 // Parses a message ourselves (the service takes raw bytes) so that garbage gets a precise
 // INVALID_ARGUMENT instead of gRPC's generic deserialization failure.
@@ -30,11 +26,21 @@ absl::Status ParseRequest(const grpc::ByteBuffer& bytes, v1::InferRequest* reque
   return absl::OkStatus();
 }
 
-// Writes the outcome of a request into its answer: the request id, and an in-band status in
-// place of the outputs when it failed.
+// Writes the outcome of a request into its answer: the request id, where its time went, and
+// its outputs, or an in-band status in their place when it failed.
 void Answer(InferCall& call, const absl::Status& status) {
-  call.response.set_request_id(call.request.request_id());
-  proto::SetResponseStatus(status, &call.response);
+  v1::InferResponse& response = call.response;
+  response.set_request_id(call.request.request_id());
+  const JobTimings& timings = call.result.timings;
+  v1::ServerTimings* out = response.mutable_timings();
+  out->set_queue_us(timings.queue_us);
+  out->set_decode_us(timings.decode_us);
+  out->set_compute_us(timings.compute_us);
+  out->set_encode_us(timings.encode_us);
+  out->set_batch_size(timings.batch_size);
+  for (std::string& output : call.result.outputs) response.add_outputs(std::move(output));
+  call.result.outputs.clear();
+  proto::SetResponseStatus(status, &response);
 }
 
 // A unary call. It owns its InferCall, and with it the call's admission ticket, until gRPC is
@@ -80,12 +86,14 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   // Reads no more; the stream ends (UNAVAILABLE: the edge is shutting down) once what it
   // admitted is answered and written.
   void Drain() override {
-    std::unique_lock<std::mutex> lock(mutex_);
+    common::MutexLock lock(&mutex_);
     draining_ = true;
     if (final_status_.ok()) {
       final_status_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the edge is shutting down");
     }
-    MaybeFinish(lock);
+    std::optional<grpc::Status> finish = TakeFinish();
+    lock.Unlock();
+    FinishWith(std::move(finish));
   }
 
   void OnReadDone(bool ok) override {
@@ -94,7 +102,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     const absl::Status parsed = ok ? ParseRequest(request_, &call->request) : absl::OkStatus();
     request_.Clear();
     if (!ok || !parsed.ok()) {
-      std::unique_lock<std::mutex> lock(mutex_);
+      common::MutexLock lock(&mutex_);
       reading_ = false;
       reads_done_ = true;  // no more reads: garbage ends the stream after what is in flight
       if (!parsed.ok()) {
@@ -102,7 +110,9 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
             grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                          absl::StrCat("stream message ", messages_ + 1, ": ", parsed.message()));
       }
-      MaybeFinish(lock);
+      std::optional<grpc::Status> finish = TakeFinish();
+      lock.Unlock();
+      FinishWith(std::move(finish));
       return;
     }
     ++messages_;
@@ -112,19 +122,19 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     }
     context.cancelled = [this] { return context_->IsCancelled(); };
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      common::MutexLock lock(&mutex_);
       ++in_flight_;
       reading_ = false;
     }
     service_->Submit(call, peer_, std::move(context),
                      [this, call](absl::Status status) { Complete(*call, status); });
-    std::unique_lock<std::mutex> lock(mutex_);
-    MaybeRead(lock);
+    common::MutexLock lock(&mutex_);
+    MaybeRead();
   }
 
   void OnWriteDone(bool ok) override {
     CLEAVE_TSAN_ACQUIRE(this);
-    std::unique_lock<std::mutex> lock(mutex_);
+    common::MutexLock lock(&mutex_);
     writes_.pop_front();  // releases the answer's ticket
     --in_flight_;
     writing_ = false;
@@ -138,8 +148,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       CLEAVE_TSAN_RELEASE(this);
       StartWrite(&writes_.front().bytes);
     }
-    MaybeRead(lock);
-    MaybeFinish(lock);
+    MaybeRead();
+    std::optional<grpc::Status> finish = TakeFinish();
+    lock.Unlock();
+    FinishWith(std::move(finish));
   }
 
   void OnDone() override {
@@ -157,7 +169,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   void Complete(InferCall& call, const absl::Status& status) {
     Answer(call, status);
     Write write{proto::ToByteBuffer(call.response), std::move(call.ticket)};
-    std::unique_lock<std::mutex> lock(mutex_);
+    common::MutexLock lock(&mutex_);
     if (broken_) {
       --in_flight_;
     } else {
@@ -168,12 +180,14 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
         StartWrite(&writes_.front().bytes);
       }
     }
-    MaybeRead(lock);
-    MaybeFinish(lock);
+    MaybeRead();
+    std::optional<grpc::Status> finish = TakeFinish();
+    lock.Unlock();
+    FinishWith(std::move(finish));
   }
 
   // Starts the next read when none is outstanding and the stream has room for a request.
-  void MaybeRead(std::unique_lock<std::mutex>& lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+  void MaybeRead() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (reading_ || reads_done_ || draining_ ||
         in_flight_ >= service_->options().max_stream_inflight) {
       return;
@@ -183,17 +197,22 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
     StartRead(&request_);
   }
 
-  // Finishes the call once nothing is left to do: the client has half-closed (or the stream is
-  // draining), every admitted request is answered and every write done. A draining stream may
-  // finish with a read outstanding; gRPC completes that read with ok=false. Finish runs after
-  // unlocking: from a worker thread it may let gRPC run OnDone, which deletes this reactor.
-  void MaybeFinish(std::unique_lock<std::mutex>& lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    if (!(reads_done_ || draining_) || in_flight_ > 0 || writing_ || finished_) return;
+  // The status to finish the call with once nothing is left to do: the client has
+  // half-closed (or the stream is draining), every admitted request is answered and every
+  // write done; nothing otherwise, or when it has been taken already. A draining stream may
+  // finish with a read outstanding; gRPC completes that read with ok=false.
+  std::optional<grpc::Status> TakeFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (!(reads_done_ || draining_) || in_flight_ > 0 || writing_ || finished_) return {};
     finished_ = true;
-    const grpc::Status status = final_status_;
-    lock.unlock();
+    return final_status_;
+  }
+
+  // Finishes with `status`, if any. Called unlocked, as the last thing its caller does: from a
+  // worker thread Finish may let gRPC run OnDone, which deletes this reactor and its mutex.
+  void FinishWith(std::optional<grpc::Status> status) ABSL_LOCKS_EXCLUDED(mutex_) {
+    if (!status.has_value()) return;
     CLEAVE_TSAN_RELEASE(this);
-    Finish(status);
+    Finish(*status);
   }
 
   InferenceService* const service_;
@@ -202,7 +221,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
   grpc::ByteBuffer request_;  // owned by the outstanding read
   int messages_ = 0;          // requests read so far (reads are sequential)
 
-  std::mutex mutex_;
+  common::Mutex mutex_;
   std::deque<Write> writes_ ABSL_GUARDED_BY(mutex_);  // front() is being written while writing_
   grpc::Status final_status_ ABSL_GUARDED_BY(mutex_) = grpc::Status::OK;
   // Requests read and not yet written (or dropped): what max_stream_inflight bounds.
@@ -229,7 +248,7 @@ InferenceService::InferenceService(InferenceServiceOptions options, const Bundle
 InferenceService::~InferenceService() {
   // The last streams removed themselves on gRPC threads; taking their lock orders that before
   // the set is destroyed here (gRPC's shutdown orders it too, out of TSan's sight).
-  std::lock_guard<std::recursive_mutex> lock(streams_mutex_);
+  common::RecursiveMutexLock lock(&streams_mutex_);
   streams_.clear();
 }
 
@@ -292,20 +311,20 @@ std::shared_ptr<AdmissionControl::Peer> InferenceService::PeerOf(
 }
 
 void InferenceService::AddStream(DrainableStream* stream) {
-  std::lock_guard<std::recursive_mutex> lock(streams_mutex_);
+  common::RecursiveMutexLock lock(&streams_mutex_);
   streams_.insert(stream);
   if (draining_) stream->Drain();
 }
 
 void InferenceService::RemoveStream(DrainableStream* stream) {
-  std::lock_guard<std::recursive_mutex> lock(streams_mutex_);
+  common::RecursiveMutexLock lock(&streams_mutex_);
   streams_.erase(stream);
 }
 
 void InferenceService::Drain() {
   // Recursive: a stream told to drain may finish, and gRPC may run its OnDone (which removes
   // it) on this thread. A copy, because it does.
-  std::lock_guard<std::recursive_mutex> lock(streams_mutex_);
+  common::RecursiveMutexLock lock(&streams_mutex_);
   draining_ = true;
   const std::vector<DrainableStream*> streams(streams_.begin(), streams_.end());
   for (DrainableStream* stream : streams) stream->Drain();
@@ -316,40 +335,41 @@ void InferenceService::Submit(const std::shared_ptr<InferCall>& call,
                               RequestContext context,
                               std::function<void(absl::Status)> done) const {
   const v1::InferRequest& request = call->request;
-  auto refuse = [&](const std::string& model, absl::Status status) {
-    if (metrics_ != nullptr) {
-      metrics_->RecordRequest(model, request.cut_id(), absl::StatusCodeToString(status.code()),
-                              0.0);
-    }
+  auto refuse = [&](const BundleMetrics* metrics, absl::Status status) {
+    if (metrics != nullptr) metrics->RecordRequest(request.cut_id(), status.code(), 0.0);
     call->ticket = AdmissionControl::Ticket();
     done(std::move(status));
   };
+  const BundleMetrics* unknown = metrics_ != nullptr ? &metrics_->unknown_bundle() : nullptr;
   if (draining_) {
-    refuse("unknown", absl::UnavailableError(absl::StrCat("request ", request.request_id(),
-                                                          " refused: the edge is shutting down")));
-    return;
+    return refuse(unknown,
+                  absl::UnavailableError(absl::StrCat("request ", request.request_id(),
+                                                      " refused: the edge is shutting down")));
   }
-  std::shared_ptr<const common::Bundle> bundle = registry_->Find(request.bundle_id());
-  if (bundle == nullptr) {
-    refuse("unknown", absl::NotFoundError(absl::StrCat("unknown bundle id '", request.bundle_id(),
-                                                       "': not served here")));
-    return;
+  ServedBundle served = registry_->Find(request.bundle_id());
+  if (served.bundle == nullptr) {
+    return refuse(unknown, absl::NotFoundError(absl::StrCat(
+                               "unknown bundle id '", request.bundle_id(), "': not served here")));
   }
-  const std::string& model = bundle->manifest().name;
-  auto bytes = AdmissionBytes(*bundle, request);
-  if (!bytes.ok()) return refuse(model, bytes.status());
+  auto bytes = AdmissionBytes(*served.bundle, request);
+  if (!bytes.ok()) return refuse(served.metrics.get(), bytes.status());
   auto ticket = admission_->Admit(peer, *bytes, request.request_id());
-  if (!ticket.ok()) return refuse(model, ticket.status());
+  if (!ticket.ok()) return refuse(served.metrics.get(), ticket.status());
   call->ticket = *std::move(ticket);
-  DynamicBatcher::Job job;
-  job.bundle = bundle;
-  job.request = &call->request;
-  job.response = &call->response;
+  BatchJob job;
+  job.bundle = std::move(served.bundle);
+  job.metrics = served.metrics;
+  job.cut = request.cut_id();
+  job.request_id = request.request_id();
+  job.activation = request.activation();
   job.context = std::move(context);
+  job.result = &call->result;
   job.done = done;
-  if (!batcher_->Submit(std::move(job))) {
-    if (metrics_ != nullptr) metrics_->RecordRefusal("queue_full");
-    refuse(model, ResourceExhausted(request));
+  if (absl::Status queued = batcher_->Submit(std::move(job)); !queued.ok()) {
+    if (metrics_ != nullptr && absl::IsResourceExhausted(queued)) {
+      metrics_->RecordRefusal(EdgeMetrics::Refusal::kQueueFull);
+    }
+    refuse(served.metrics.get(), std::move(queued));
   }
 }
 

@@ -8,10 +8,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <exception>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_set>
@@ -22,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "cleave/common/log.h"
+#include "cleave/common/mutex.h"
 #include "cleave/common/status_macros.h"
 #include "common/src/socket_address.h"
 
@@ -125,10 +124,12 @@ class MetricsHttpServer::Impl {
   tcp::acceptor acceptor_;
   net::steady_timer accept_retry_timer_;
 
-  std::mutex shutdown_mutex_;  // serializes Shutdown
-  std::mutex run_mutex_;
-  std::condition_variable run_finished_cv_;
-  bool run_finished_ = false;  // guarded by run_mutex_
+  // Serialises Shutdown. It guards no member: thread_ is set by Start before another thread
+  // can call Shutdown, and afterwards only Shutdown touches it.
+  common::Mutex shutdown_mutex_;
+  common::Mutex run_mutex_;
+  common::CondVar run_finished_cv_;
+  bool run_finished_ ABSL_GUARDED_BY(run_mutex_) = false;
   std::thread thread_;
 };
 
@@ -228,25 +229,28 @@ void MetricsHttpServer::Impl::Run() {
         Log(LogLevel::kError, "metrics_http_handler_failed", {{"error", e.what()}});
       }
     }
-    std::lock_guard<std::mutex> lock(run_mutex_);
+    common::MutexLock lock(&run_mutex_);
     run_finished_ = true;
-    run_finished_cv_.notify_all();
+    run_finished_cv_.SignalAll();
   });
 }
 
 void MetricsHttpServer::Impl::Shutdown() {
-  std::lock_guard<std::mutex> shutdown_lock(shutdown_mutex_);
+  common::MutexLock shutdown_lock(&shutdown_mutex_);
   if (!thread_.joinable()) return;
   stopping_ = true;
   // Closing the acceptor and every socket completes all pending operations, after which the
   // loop runs out of work and returns by itself.
   net::post(io_context_, [this] { CloseAll(); });
-  std::unique_lock<std::mutex> lock(run_mutex_);
-  if (!run_finished_cv_.wait_for(lock, kShutdownGrace, [this] { return run_finished_; })) {
+  common::MutexLock lock(&run_mutex_);
+  const auto until = std::chrono::steady_clock::now() + kShutdownGrace;
+  while (!run_finished_ && run_finished_cv_.WaitUntil(&run_mutex_, until)) {
+  }
+  if (!run_finished_) {
     Log(LogLevel::kWarning, "metrics_http_forced_stop", {});
     io_context_.stop();
   }
-  lock.unlock();
+  lock.Unlock();
   thread_.join();
   Log(LogLevel::kInfo, "metrics_http_stopped", {});
 }

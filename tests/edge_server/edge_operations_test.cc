@@ -22,6 +22,7 @@ namespace cleave::edge_server {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using Clock = std::chrono::steady_clock;
 
 // A fixture whose server holds requests for a while before computing, so tests can act on
@@ -148,8 +149,9 @@ TEST_F(SlowQueueEdgeTest, ARequestWhoseBudgetPassesWhileQueuedIsNeverComputed) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_THAT(status.error_message(), HasSubstr("not computed"));
   EXPECT_TRUE(MetricsEventuallyContain("status=\"DEADLINE_EXCEEDED\"} 1"));
-  EXPECT_EQ(HttpGet("/metrics").second.find("cleave_edge_compute_seconds_count"),
-            std::string::npos);  // no forward ran
+  EXPECT_THAT(
+      HttpGet("/metrics").second,
+      HasSubstr("cleave_edge_compute_seconds_count{model=\"residual\"} 0"));  // no forward ran
 }
 
 TEST_F(SlowQueueEdgeTest, ACancelledRequestIsNeverComputed) {
@@ -162,8 +164,8 @@ TEST_F(SlowQueueEdgeTest, ACancelledRequestIsNeverComputed) {
   context.TryCancel();
   EXPECT_EQ(done.Wait().error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_TRUE(MetricsEventuallyContain("status=\"CANCELLED\"} 1"));
-  EXPECT_EQ(HttpGet("/metrics").second.find("cleave_edge_compute_seconds_count"),
-            std::string::npos);
+  EXPECT_THAT(HttpGet("/metrics").second,
+              HasSubstr("cleave_edge_compute_seconds_count{model=\"residual\"} 0"));
 }
 
 TEST_F(SlowQueueEdgeTest, BundlesSwappedWhileARequestIsQueuedDoNotFailIt) {
@@ -198,6 +200,13 @@ TEST_F(MetricsEdgeTest, MetricsEndpointServesValidPrometheusText) {
   v1::InferResponse response;
   EXPECT_EQ(CallWithDeadline(unknown, &response, std::chrono::seconds(30)).error_code(),
             grpc::StatusCode::NOT_FOUND);
+  // Cuts a caller makes up are one series, not one each: a caller cannot grow the exposition.
+  for (int cut : {999, 1000, 1001}) {
+    EXPECT_EQ(CallWithDeadline(Request(cut, ActivationAt(0, at::rand({1, 3, 8, 8}))), &response,
+                               std::chrono::seconds(30))
+                  .error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
   ASSERT_TRUE(MetricsEventuallyContain("cleave_edge_requests_total{model=\"residual\",cut=\"" +
                                        std::to_string(Cut(1)) + "\",status=\"OK\"} 3"))
       << HttpGet("/metrics").second;
@@ -211,9 +220,11 @@ TEST_F(MetricsEdgeTest, MetricsEndpointServesValidPrometheusText) {
         std::string("cleave_edge_received_bytes_total{model=\"residual\"}"),
         std::string("cleave_edge_decoded_bytes_total{model=\"residual\"}"),
         std::string("cleave_edge_loaded_bundles 1"),
-        "{model=\"unknown\",cut=\"" + std::to_string(Cut(0)) + "\",status=\"NOT_FOUND\"} 1"}) {
+        std::string("{model=\"unknown\",cut=\"other\",status=\"NOT_FOUND\"} 1"),
+        std::string("{model=\"residual\",cut=\"other\",status=\"INVALID_ARGUMENT\"} 3")}) {
     EXPECT_THAT(text, HasSubstr(name));
   }
+  EXPECT_THAT(text, Not(HasSubstr("cut=\"999\"")));
   EXPECT_EQ(HttpGet("/readyz").first, 200);
   EXPECT_EQ(HttpGet("/healthz").first, 200);
   // promtool (Debian's prometheus package, installed by scripts/setup.sh) must accept it.
@@ -227,9 +238,9 @@ TEST_F(EdgeServerTest, RepositoryPicksUpNewChangedAndRemovedBundles) {
   // New: a second model appears next to the first.
   const std::string concat_id =
       test::WriteTestBundle(test::ConcatModel(), dir_.path(), "bundles/concat/1", {"stem"});
-  EXPECT_EQ(server_->registry().Find(concat_id), nullptr);
+  EXPECT_EQ(server_->registry().Find(concat_id).bundle, nullptr);
   EXPECT_EQ(server_->RescanBundles().added, 1);
-  ASSERT_NE(server_->registry().Find(concat_id), nullptr);
+  ASSERT_NE(server_->registry().Find(concat_id).bundle, nullptr);
   EXPECT_EQ(HealthCheck(concat_id), kServing);
   EXPECT_EQ(HealthCheck("concat"), kServing);
 
@@ -241,8 +252,8 @@ TEST_F(EdgeServerTest, RepositoryPicksUpNewChangedAndRemovedBundles) {
   const BundleRegistry::Changes changes = server_->RescanBundles();
   EXPECT_EQ(changes.added, 1);
   EXPECT_EQ(changes.removed, 1);
-  EXPECT_EQ(server_->registry().Find(old_id), nullptr);
-  ASSERT_NE(server_->registry().Find(new_id), nullptr);
+  EXPECT_EQ(server_->registry().Find(old_id).bundle, nullptr);
+  ASSERT_NE(server_->registry().Find(new_id).bundle, nullptr);
   EXPECT_EQ(HealthCheck(old_id), kNotServing);
   EXPECT_EQ(HealthCheck(new_id), kServing);
   v1::InferRequest request = Request(Cut(0), ActivationAt(0, at::rand({1, 3, 8, 8})));
@@ -252,7 +263,7 @@ TEST_F(EdgeServerTest, RepositoryPicksUpNewChangedAndRemovedBundles) {
   // Removed: the folder goes, so does the bundle.
   std::filesystem::remove_all(dir_.File("bundles/concat"));
   EXPECT_EQ(server_->RescanBundles().removed, 1);
-  EXPECT_EQ(server_->registry().Find(concat_id), nullptr);
+  EXPECT_EQ(server_->registry().Find(concat_id).bundle, nullptr);
   EXPECT_EQ(HealthCheck("concat"), kNotServing);
 }
 
@@ -263,10 +274,10 @@ TEST_F(EdgeServerTest, HiddenFoldersWhereWritersStageBundlesAreNotScanned) {
                                                "bundles/concat/.1.staging", {"stem"});
   ASSERT_FALSE(id.empty());
   EXPECT_EQ(server_->RescanBundles().added, 0);
-  EXPECT_EQ(server_->registry().Find(id), nullptr);
+  EXPECT_EQ(server_->registry().Find(id).bundle, nullptr);
   std::filesystem::rename(dir_.File("bundles/concat/.1.staging"), dir_.File("bundles/concat/1"));
   EXPECT_EQ(server_->RescanBundles().added, 1);
-  EXPECT_NE(server_->registry().Find(id), nullptr);
+  EXPECT_NE(server_->registry().Find(id).bundle, nullptr);
 }
 
 TEST_F(EdgeServerTest, ABrokenUpdateIsRefusedAndTheOldBundleKeepsServing) {
@@ -280,7 +291,7 @@ TEST_F(EdgeServerTest, ABrokenUpdateIsRefusedAndTheOldBundleKeepsServing) {
   const BundleRegistry::Changes changes = server_->RescanBundles();
   EXPECT_EQ(changes.refused, 1);
   EXPECT_EQ(changes.removed, 0);
-  ASSERT_NE(server_->registry().Find(bundle_id_), nullptr);
+  ASSERT_NE(server_->registry().Find(bundle_id_).bundle, nullptr);
   ExpectServerStillServes();
 }
 
@@ -306,9 +317,9 @@ TEST_F(EdgeServerTest, AnUpdateWhoseHashesMatchButWhoseSampleDoesNotIsRefused) {
   const BundleRegistry::Changes changes = server_->RescanBundles();
   EXPECT_EQ(changes.refused, 2);
   EXPECT_EQ(changes.added, 0);
-  EXPECT_EQ(server_->registry().Find((*loaded)->id()), nullptr);
+  EXPECT_EQ(server_->registry().Find((*loaded)->id()).bundle, nullptr);
   // Folder 1's old bundle keeps serving: its replacement was refused.
-  ASSERT_NE(server_->registry().Find(bundle_id_), nullptr);
+  ASSERT_NE(server_->registry().Find(bundle_id_).bundle, nullptr);
   ExpectServerStillServes();
 }
 

@@ -18,6 +18,7 @@
 #include "cleave/common/metrics.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/edge_server/admission_control.h"
+#include "cleave/edge_server/batch_runner.h"
 #include "cleave/edge_server/bundle_registry.h"
 #include "cleave/edge_server/dynamic_batcher.h"
 #include "cleave/edge_server/edge_metrics.h"
@@ -33,9 +34,11 @@ using namespace cleave::edge_server;
 struct Edge {
   Edge()
       : metrics(*EdgeMetrics::Create(&registry_metrics)),
-        registry(*BundleRegistry::LoadFrom(FuzzWorkDir() + "/bundles")),
+        registry(*BundleRegistry::LoadFrom(FuzzWorkDir() + "/bundles", {}, metrics.get())),
         admission(AdmissionOptions{64 << 20, 0}, metrics.get()),
-        batcher(BatcherOptions(), metrics.get()),
+        runner(Limits()),
+        batcher(BatcherOptions(),
+                [this](std::vector<BatchJob> batch) { runner.Run(std::move(batch)); }),
         service(InferenceServiceOptions{}, registry.get(), &batcher, &admission, metrics.get()),
         peer(admission.PeerFor("fuzz")),
         bundle(registry->List().at(0)) {}
@@ -44,14 +47,20 @@ struct Edge {
     DynamicBatcher::Options options;
     options.workers = 1;
     options.idle_spin = std::chrono::microseconds(0);
-    options.limits.max_elements = 1 << 22;
+    options.prepare_worker = &BatchRunner::PrepareThread;
     return options;
+  }
+  static common::DecodeLimits Limits() {
+    common::DecodeLimits limits;
+    limits.max_elements = 1 << 22;
+    return limits;
   }
 
   common::MetricsRegistry registry_metrics;
   std::unique_ptr<EdgeMetrics> metrics;
   std::unique_ptr<BundleRegistry> registry;
   AdmissionControl admission;
+  BatchRunner runner;
   DynamicBatcher batcher;
   InferenceService service;
   std::shared_ptr<AdmissionControl::Peer> peer;

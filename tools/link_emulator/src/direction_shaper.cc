@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "cleave/common/mutex.h"
+
 namespace cleave::link_emulator {
 
 DirectionShaper::DirectionShaper(const DirectionShape& shape, JitterDistribution distribution,
@@ -11,18 +13,18 @@ DirectionShaper::DirectionShaper(const DirectionShape& shape, JitterDistribution
 }
 
 void DirectionShaper::SetBandwidth(uint64_t bits_per_second) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   bucket_.SetRate(bits_per_second, Clock::now());
 }
 
 void DirectionShaper::SetDelay(std::chrono::nanoseconds delay, std::chrono::nanoseconds jitter) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   delay_ = delay;
   jitter_ = jitter;
 }
 
 DirectionShape DirectionShaper::shape() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   DirectionShape shape;
   shape.bits_per_second = bucket_.bits_per_second();
   shape.delay = delay_;
@@ -32,7 +34,7 @@ DirectionShape DirectionShaper::shape() const {
 
 size_t DirectionShaper::Transmit(size_t wanted, Clock::time_point now,
                                  Clock::time_point* deliver_at, Clock::time_point* retry_at) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  common::MutexLock lock(&mutex_);
   const size_t sent = bucket_.Take(wanted, now, retry_at);
   if (sent > 0) *deliver_at = now + std::max(SampleDelay(), std::chrono::nanoseconds(0));
   return sent;

@@ -12,6 +12,8 @@
 #include <mutex>
 #include <random>
 
+#include "absl/base/thread_annotations.h"
+#include "cleave/common/mutex.h"
 #include "cleave/link_emulator/link_emulator.h"
 #include "tools/link_emulator/src/token_bucket.h"
 
@@ -34,14 +36,14 @@ class DirectionShaper {
                                 Clock::time_point* retry_at);
 
  private:
-  std::chrono::nanoseconds SampleDelay();  // REQUIRES: mutex_ held
+  std::chrono::nanoseconds SampleDelay() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const JitterDistribution distribution_;
-  mutable std::mutex mutex_;
-  TokenBucket bucket_;
-  std::chrono::nanoseconds delay_;
-  std::chrono::nanoseconds jitter_;
-  std::mt19937_64 random_;
+  mutable common::Mutex mutex_;
+  TokenBucket bucket_ ABSL_GUARDED_BY(mutex_);
+  std::chrono::nanoseconds delay_ ABSL_GUARDED_BY(mutex_);
+  std::chrono::nanoseconds jitter_ ABSL_GUARDED_BY(mutex_);
+  std::mt19937_64 random_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace cleave::link_emulator

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cleave/common/mutex.h"
 #include "cleave/link_emulator/control_command.h"
 #include "common/src/socket_address.h"
 #include "tools/link_emulator/src/control_server.h"
@@ -88,7 +89,7 @@ class LinkEmulator::Impl {
   }
 
   void Stop() {
-    std::lock_guard<std::mutex> lock(stop_mutex_);
+    common::MutexLock lock(&stop_mutex_);
     if (!thread_.joinable()) return;
     asio::post(io_, [this] { CloseEverything(); });
     work_.reset();
@@ -285,7 +286,9 @@ class LinkEmulator::Impl {
   uint64_t trace_generation_ = 0;
   asio::steady_timer trace_timer_;
 
-  std::mutex stop_mutex_;
+  // Serialises Stop. The thread and its future are not guarded: Start sets them before any
+  // other thread can reach this, and afterwards only Stop touches them.
+  common::Mutex stop_mutex_;
   std::future<void> io_finished_;
   std::thread thread_;
 };

@@ -29,8 +29,10 @@
 #include <variant>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "cleave/common/mutex.h"
 
 namespace cleave::common {
 
@@ -159,8 +161,9 @@ class MetricFamily {
   const std::string help_;
   const std::vector<std::string> label_names_;
   const std::vector<double> upper_bounds_;  // histograms only
-  mutable std::mutex mutex_;
-  std::map<std::vector<std::string>, std::unique_ptr<Metric>, LabelValuesLess> children_;
+  mutable Mutex mutex_;
+  std::map<std::vector<std::string>, std::unique_ptr<Metric>, LabelValuesLess> children_
+      ABSL_GUARDED_BY(mutex_);
 };
 
 using CounterFamily = MetricFamily<Counter>;
@@ -215,10 +218,10 @@ class MetricsRegistry {
                                             std::vector<std::string> label_names,
                                             std::vector<double> upper_bounds);
 
-  mutable std::mutex mutex_;
-  std::map<std::string, AnyFamily> families_;
+  mutable Mutex mutex_;
+  std::map<std::string, AnyFamily> families_ ABSL_GUARDED_BY(mutex_);
   // Every series name rendered (a histogram renders three), mapped to its family's name.
-  std::map<std::string, std::string> series_names_;
+  std::map<std::string, std::string> series_names_ ABSL_GUARDED_BY(mutex_);
 };
 
 // Bucket bounds start, start·factor, start·factor², … (`count` bounds), each rounded to 15

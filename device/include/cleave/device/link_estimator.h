@@ -11,8 +11,10 @@
 
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "cleave/common/mutex.h"
 
 namespace cleave::device {
 
@@ -44,12 +46,13 @@ class LinkEstimator {
   const LinkEstimate prior_;
   const size_t window_;
   // The fit over the window is redone only after a new sample: the policy asks per request.
-  LinkEstimate FitLocked() const;
+  LinkEstimate FitLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
-  mutable std::mutex mutex_;
-  std::deque<Sample> samples_;
-  mutable std::optional<LinkEstimate> cached_;
-  size_t surprises_ = 0;  // consecutive samples the fit mispredicted by more than 2x
+  mutable common::Mutex mutex_;
+  std::deque<Sample> samples_ ABSL_GUARDED_BY(mutex_);
+  mutable std::optional<LinkEstimate> cached_ ABSL_GUARDED_BY(mutex_);
+  // Consecutive samples the fit mispredicted by more than 2x.
+  size_t surprises_ ABSL_GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace cleave::device

@@ -10,13 +10,13 @@
 #define CLEAVE_DEVICE_PIPELINE_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "cleave/common/mutex.h"
 #include "cleave/device/runtime.h"
 
 namespace cleave::device {
@@ -66,13 +66,17 @@ class Pipeline {
   const size_t max_in_flight_;
   const ResultCallback on_result_;
 
-  mutable std::mutex mutex_;
-  std::condition_variable slot_free_;
-  uint64_t next_sequence_ = 0;                           // given to the next submitted frame
-  uint64_t next_delivery_ = 0;                           // the frame whose result is delivered next
-  std::map<uint64_t, absl::StatusOr<Result>> finished_;  // out of order, awaiting delivery
-  bool delivering_ = false;                              // one thread delivers at a time, in order
-  uint64_t duplicates_ = 0;
+  mutable common::Mutex mutex_;
+  common::CondVar slot_free_;
+  // Given to the next submitted frame.
+  uint64_t next_sequence_ ABSL_GUARDED_BY(mutex_) = 0;
+  // The frame whose result is delivered next.
+  uint64_t next_delivery_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Out of order, awaiting delivery.
+  std::map<uint64_t, absl::StatusOr<Result>> finished_ ABSL_GUARDED_BY(mutex_);
+  // One thread delivers at a time, in order.
+  bool delivering_ ABSL_GUARDED_BY(mutex_) = false;
+  uint64_t duplicates_ ABSL_GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace cleave::device

@@ -9,16 +9,15 @@
 #define CLEAVE_EDGE_SERVER_ADMISSION_CONTROL_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "cleave/common/mutex.h"
 #include "cleave/edge_server/edge_metrics.h"
 
 namespace cleave::edge_server {
@@ -91,8 +90,8 @@ class AdmissionControl {
   EdgeMetrics* metrics_;
   // Guards the totals and every Peer's count; the gauges are set under it, so they always
   // show the latest totals.
-  mutable std::mutex mutex_;
-  mutable std::condition_variable idle_;  // notified when the last request in flight goes
+  mutable common::Mutex mutex_;
+  mutable common::CondVar idle_;  // signalled when the last request in flight goes
   uint64_t bytes_ ABSL_GUARDED_BY(mutex_) = 0;
   size_t requests_ ABSL_GUARDED_BY(mutex_) = 0;
   std::map<std::string, std::weak_ptr<Peer>> peers_ ABSL_GUARDED_BY(mutex_);

@@ -1,12 +1,12 @@
-// Dynamic batching for the edge: requests that resume the same bundle at the same cut are
-// queued together and run as one forward, then split back. A free worker takes everything
-// queued for the oldest (bundle, cut) up to the bundle's max batch size, so batches grow with
-// load and a lone request at low load starts at once; a bundle may also set a max queue delay
-// to wait for fuller batches. A worker that runs out of work first polls for `idle_spin`
-// (one worker at a time) before sleeping, so a request arriving soon after (the next one of
-// a device in a control loop) starts without a thread wake-up. The total queue is bounded: a
-// full queue refuses at once (RESOURCE_EXHAUSTED). A request whose deadline passes or whose
-// caller cancels while it waits is answered DEADLINE_EXCEEDED / CANCELLED and never computed.
+// The edge's scheduler: jobs that resume the same bundle at the same cut are queued together
+// and handed to the runner as one batch (the BatchRunner runs it as one forward). A free
+// worker takes everything queued for the oldest (bundle, cut) up to the bundle's max batch
+// size, so batches grow with load and a lone request at low load starts at once; a bundle may
+// also set a max queue delay to wait for fuller batches. A worker that runs out of work first
+// polls for `idle_spin` (one worker at a time) before sleeping, so a request arriving soon
+// after (the next one of a device in a control loop) starts without a thread wake-up. The
+// total queue is bounded: a full queue refuses at once. The batcher neither decodes nor
+// computes: what a batch means is the runner's business.
 //
 // Thread-safety: every method is thread-safe.
 #ifndef CLEAVE_EDGE_SERVER_DYNAMIC_BATCHER_H_
@@ -14,22 +14,18 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
-#include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "cleave/common/bundle.h"
-#include "cleave/common/frame_codec.h"
-#include "cleave/edge_server/edge_metrics.h"
-#include "cleave/v1/inference.pb.h"
+#include "cleave/common/mutex.h"
+#include "cleave/edge_server/batch_job.h"
 
 namespace cleave::edge_server {
 
@@ -41,15 +37,6 @@ struct BatchingOptions {
   std::chrono::microseconds max_queue_delay{0};
 };
 
-// What a request carries besides its message: when it arrived, when it must have started
-// computing, and whether its caller has gone away.
-struct RequestContext {
-  using Clock = std::chrono::steady_clock;
-  Clock::time_point arrival = Clock::now();
-  Clock::time_point deadline = Clock::time_point::max();
-  std::function<bool()> cancelled = [] { return false; };
-};
-
 class DynamicBatcher {
  public:
   struct Options {
@@ -57,33 +44,28 @@ class DynamicBatcher {
     size_t max_queue = 256;  // requests waiting, over all bundles
     // How long an idle worker polls for new work before sleeping; 0: sleep at once.
     std::chrono::microseconds idle_spin{200};
-    common::DecodeLimits limits;
     // Batching per bundle name; bundles without an entry use `default_batching`.
     BatchingOptions default_batching;
     std::map<std::string, BatchingOptions> batching_by_model;
+    // Runs first on every worker thread (LibTorch keeps its thread count per thread).
+    std::function<void()> prepare_worker = [] {};
   };
 
-  // One queued request. `request` and `response` stay valid until `done` is called.
-  struct Job {
-    std::shared_ptr<const common::Bundle> bundle;
-    const v1::InferRequest* request = nullptr;
-    v1::InferResponse* response = nullptr;
-    RequestContext context;
-    std::function<void(absl::Status)> done;
-  };
+  // Runs one batch: jobs of one bundle and cut, in arrival order, each answered exactly once.
+  using RunBatch = std::function<void(std::vector<BatchJob> batch)>;
 
-  // REQUIRES: `metrics` (may be null) outlives the batcher.
-  DynamicBatcher(Options options, EdgeMetrics* metrics);
+  // Starts the workers; each runs the batches it forms with `run`.
+  DynamicBatcher(Options options, RunBatch run);
   // Shutdown().
   ~DynamicBatcher();
   DynamicBatcher(const DynamicBatcher&) = delete;
   DynamicBatcher& operator=(const DynamicBatcher&) = delete;
 
-  // Queues `work`; returns false (and does not call work.done) when the queue is full or the
-  // batcher is shutting down.
-  [[nodiscard]] bool Submit(Job job);
+  // Queues `job`. RESOURCE_EXHAUSTED when the queue is full and UNAVAILABLE when the batcher
+  // is shutting down; job.done is then not called.
+  [[nodiscard]] absl::Status Submit(BatchJob job);
 
-  // Stops accepting, answers everything queued, joins the workers. Idempotent.
+  // Stops accepting, runs everything queued, joins the workers. Idempotent.
   void Shutdown();
 
   // The batching options of `bundle`: its name's entry, or the defaults.
@@ -94,18 +76,17 @@ class DynamicBatcher {
   using Clock = RequestContext::Clock;
 
   void WorkLoop();
-  // Takes the next batch (under the lock); empty when stopping with nothing queued.
-  std::vector<DynamicBatcher::Job> TakeBatch(std::unique_lock<std::mutex>& lock);
-  // Polls (unlocked) for up to options_.idle_spin unless another worker already does;
-  // returns false when it did not poll.
-  bool SpinForWork(std::unique_lock<std::mutex>& lock);
-  void RunBatch(std::vector<DynamicBatcher::Job> batch);
+  // Takes the next batch; empty when stopping with nothing queued.
+  std::vector<BatchJob> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Polls (releasing mutex_ meanwhile) for up to options_.idle_spin unless another worker
+  // already does; returns false when it did not poll.
+  bool SpinForWork() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const Options options_;
-  EdgeMetrics* metrics_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::map<Key, std::deque<DynamicBatcher::Job>> queues_;
+  const RunBatch run_;
+  common::Mutex mutex_;
+  common::CondVar wake_;
+  std::map<Key, std::deque<BatchJob>> queues_ ABSL_GUARDED_BY(mutex_);
   std::atomic<size_t> queued_{0};      // written under mutex_; atomic for the poller
   std::atomic<bool> spinning_{false};  // a worker is polling: Submit need not wake one
   std::atomic<bool> stopping_{false};  // the same

@@ -10,18 +10,19 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cleave/common/metrics.h"
+#include "cleave/common/mutex.h"
 #include "cleave/edge_server/admission_control.h"
+#include "cleave/edge_server/batch_runner.h"
 #include "cleave/edge_server/bundle_registry.h"
 #include "cleave/edge_server/dynamic_batcher.h"
 #include "cleave/edge_server/edge_metrics.h"
@@ -97,16 +98,18 @@ class EdgeServer {
   std::unique_ptr<EdgeMetrics> metrics_;
   std::unique_ptr<BundleRegistry> registry_;
   std::unique_ptr<AdmissionControl> admission_;
+  std::unique_ptr<BatchRunner> runner_;
   std::unique_ptr<DynamicBatcher> batcher_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<MetricsHttpServer> http_;
   int port_ = 0;
 
-  std::mutex mutex_;  // guards the fields below and serialises rescans
-  std::condition_variable stop_watching_;
-  bool shutting_down_ = false;
-  std::set<std::string> published_;  // health service names marked SERVING
+  common::Mutex mutex_;  // guards the fields below and serialises rescans
+  common::CondVar stop_watching_;
+  bool shutting_down_ ABSL_GUARDED_BY(mutex_) = false;
+  // Health service names marked SERVING.
+  std::set<std::string> published_ ABSL_GUARDED_BY(mutex_);
   std::thread watcher_;
   std::atomic<bool> ready_{false};
 };

@@ -1,8 +1,9 @@
 // The cleave.v1.Inference service: resumes a bundle from the cut a device names. gRPC
 // callback threads only look up the bundle and the cut and admit the request from its frame's
 // header (the declared tensor against the cut, its bytes against the memory budget, its peer
-// against its cap); decoding and compute run on the DynamicBatcher's workers, so a slow
-// forward never blocks the transport. A stream holds at most `max_stream_inflight` requests
+// against its cap) and turn it into a job; the DynamicBatcher's workers decode and compute it
+// (BatchRunner), so a slow forward never blocks the transport, and the service turns the job's
+// result back into the answer. A stream holds at most `max_stream_inflight` requests
 // read and not yet answered: beyond that it stops reading, and gRPC's flow control holds the
 // device back.
 //
@@ -19,7 +20,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "cleave/common/mutex.h"
 #include "cleave/edge_server/admission_control.h"
+#include "cleave/edge_server/batch_job.h"
 #include "cleave/edge_server/bundle_registry.h"
 #include "cleave/edge_server/dynamic_batcher.h"
 #include "cleave/edge_server/edge_metrics.h"
@@ -40,10 +43,11 @@ struct InferenceServiceOptions {
 
 // One request and its answer, from the read to the write. The reactors own it; its ticket
 // holds the request's share of the memory budget and its peer's slot until the answer is
-// written.
+// written. `result` is what the runner wrote for it, moved into `response` when it is answered.
 struct InferCall {
   v1::InferRequest request;
   v1::InferResponse response;
+  JobResult result;
   AdmissionControl::Ticket ticket;
 };
 
@@ -75,8 +79,9 @@ class InferenceService final : public RawInferenceService {
   // Routes one request from `peer`, answering at once NOT_FOUND for an unknown bundle,
   // INVALID_ARGUMENT for a cut it cannot resume from or a frame whose header does not declare
   // what the cut takes (at most the bundle's max_request_batch samples), RESOURCE_EXHAUSTED
-  // when the memory budget, the peer's cap or the queue is full. Otherwise charges
-  // call->ticket and queues the request for the batcher. `done` is called exactly once.
+  // when the memory budget, the peer's cap or the queue is full, UNAVAILABLE when the edge is
+  // shutting down. Otherwise charges call->ticket and queues the request for the batcher.
+  // `done` is called exactly once, with call->response written (AnswerCall).
   void Submit(const std::shared_ptr<InferCall>& call,
               const std::shared_ptr<AdmissionControl::Peer>& peer, RequestContext context,
               std::function<void(absl::Status)> done) const;
@@ -109,7 +114,7 @@ class InferenceService final : public RawInferenceService {
   AdmissionControl* admission_;
   EdgeMetrics* metrics_;
   std::atomic<bool> draining_{false};
-  std::recursive_mutex streams_mutex_;
+  common::RecursiveMutex streams_mutex_;
   std::set<DrainableStream*> streams_ ABSL_GUARDED_BY(streams_mutex_);
 };
 
