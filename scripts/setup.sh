@@ -16,6 +16,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev                # command lines, JSON
   libgtest-dev libgmock-dev libbenchmark-dev     # tests and benchmarks
   clang libclang-rt-14-dev                       # libFuzzer, ASan, UBSan for the frame fuzzer
+  prometheus-cpp-dev                             # metrics registry and exposition
   prometheus                                     # promtool checks the /metrics exposition
   gnuplot-nox                                    # cleave exits calibrate --plot
   python3-grpcio python3-protobuf                # the independent Python client test

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <sstream>
 #include <type_traits>
 
 #include "absl/status/status.h"
@@ -16,6 +17,14 @@
 #include "cleave/common/mutex.h"
 #include "cleave/common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "prometheus/client_metric.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/registry.h"
+#include "prometheus/text_serializer.h"
 
 namespace cleave::common {
 namespace {
@@ -184,49 +193,11 @@ void AppendEscaped(std::string* out, absl::string_view text, bool escape_quotes)
   }
 }
 
-// Appends one sample line: name{labels[,le="…"]} value.
-void AppendSample(std::string* out, absl::string_view series, const std::vector<std::string>& names,
-                  const std::vector<std::string>& values, const std::string* le, double value) {
-  out->append(series.data(), series.size());
-  if (!names.empty() || le != nullptr) {
-    out->push_back('{');
-    for (size_t i = 0; i < names.size(); ++i) {
-      if (i > 0) out->push_back(',');
-      absl::StrAppend(out, names[i], "=\"");
-      AppendEscaped(out, values[i], /*escape_quotes=*/true);
-      out->push_back('"');
-    }
-    if (le != nullptr) absl::StrAppend(out, names.empty() ? "" : ",", "le=\"", *le, "\"");
-    out->push_back('}');
-  }
-  absl::StrAppend(out, " ", FormatMetricValue(value), "\n");
-}
-
-// Counters and gauges: one sample per child.
-template <typename Metric>
-void AppendFamilyText(std::string* out, const MetricFamily<Metric>& family) {
-  for (const auto& [values, metric] : family.Children()) {
-    AppendSample(out, family.name(), family.label_names(), values, nullptr, metric->value());
-  }
-}
-
-void AppendFamilyText(std::string* out, const HistogramFamily& family) {
-  const std::string bucket = family.name() + "_bucket";
-  const std::string sum = family.name() + "_sum";
-  const std::string count = family.name() + "_count";
-  for (const auto& [values, histogram] : family.Children()) {
-    const HistogramSnapshot snapshot = histogram->Snapshot();
-    for (size_t i = 0; i < snapshot.cumulative_counts.size(); ++i) {
-      const std::string le = i < snapshot.upper_bounds.size()
-                                 ? FormatMetricValue(snapshot.upper_bounds[i])
-                                 : std::string("+Inf");
-      AppendSample(out, bucket, family.label_names(), values, &le,
-                   static_cast<double>(snapshot.cumulative_counts[i]));
-    }
-    AppendSample(out, sum, family.label_names(), values, nullptr, snapshot.sum);
-    AppendSample(out, count, family.label_names(), values, nullptr,
-                 static_cast<double>(snapshot.count));
-  }
+// The escaped help text, as the exposition wants it: prometheus-cpp 1.0.1 writes help as given.
+std::string EscapedHelp(absl::string_view help) {
+  std::string escaped;
+  AppendEscaped(&escaped, help, /*escape_quotes=*/false);
+  return escaped;
 }
 
 // JSON has no NaN or infinity: those become the strings the exposition format uses.
@@ -235,40 +206,53 @@ nlohmann::json JsonNumber(double value) {
   return FormatMetricValue(value);
 }
 
-nlohmann::json JsonLabels(const std::vector<std::string>& names,
-                          const std::vector<std::string>& values) {
+nlohmann::json JsonSample(const prometheus::MetricFamily& family,
+                          const prometheus::ClientMetric& metric) {
   nlohmann::json labels = nlohmann::json::object();
-  for (size_t i = 0; i < names.size(); ++i) labels[names[i]] = values[i];
-  return labels;
-}
-
-template <typename Metric>  // Counter or Gauge
-nlohmann::json JsonSample(const Metric& metric) {
-  return {{"value", JsonNumber(metric.value())}};
-}
-
-nlohmann::json JsonSample(const Histogram& histogram) {
-  const HistogramSnapshot snapshot = histogram.Snapshot();
-  nlohmann::json buckets = nlohmann::json::array();
-  for (size_t i = 0; i < snapshot.cumulative_counts.size(); ++i) {
-    nlohmann::json le = i < snapshot.upper_bounds.size() ? nlohmann::json(snapshot.upper_bounds[i])
-                                                         : nlohmann::json("+Inf");
-    buckets.push_back({{"le", std::move(le)}, {"count", snapshot.cumulative_counts[i]}});
+  for (const prometheus::ClientMetric::Label& label : metric.label)
+    labels[label.name] = label.value;
+  nlohmann::json sample = {{"labels", std::move(labels)}};
+  switch (family.type) {
+    case prometheus::MetricType::Counter:
+      sample["value"] = JsonNumber(metric.counter.value);
+      break;
+    case prometheus::MetricType::Gauge:
+      sample["value"] = JsonNumber(metric.gauge.value);
+      break;
+    default: {
+      nlohmann::json buckets = nlohmann::json::array();
+      for (const prometheus::ClientMetric::Bucket& bucket : metric.histogram.bucket) {
+        nlohmann::json le = std::isfinite(bucket.upper_bound) ? nlohmann::json(bucket.upper_bound)
+                                                              : nlohmann::json("+Inf");
+        buckets.push_back({{"le", std::move(le)}, {"count", bucket.cumulative_count}});
+      }
+      sample["buckets"] = std::move(buckets);
+      sample["sum"] = JsonNumber(metric.histogram.sample_sum);
+      sample["count"] = metric.histogram.sample_count;
+    }
   }
-  return {{"buckets", std::move(buckets)},
-          {"sum", JsonNumber(snapshot.sum)},
-          {"count", snapshot.count}};
+  return sample;
 }
 
-template <typename Metric>
-nlohmann::json JsonFamily(const MetricFamily<Metric>& family, const char* type) {
-  nlohmann::json samples = nlohmann::json::array();
-  for (const auto& [values, metric] : family.Children()) {
-    nlohmann::json sample = JsonSample(*metric);
-    sample["labels"] = JsonLabels(family.label_names(), values);
-    samples.push_back(std::move(sample));
+// Puts each child's labels in the order the family declared them and orders the children by
+// those values (prometheus-cpp keeps labels sorted by name and children unordered).
+void OrderChildren(const std::vector<std::string>& label_names, prometheus::MetricFamily* family) {
+  for (prometheus::ClientMetric& metric : family->metric) {
+    std::vector<prometheus::ClientMetric::Label> ordered;
+    ordered.reserve(metric.label.size());
+    for (const std::string& name : label_names) {
+      for (const prometheus::ClientMetric::Label& label : metric.label) {
+        if (label.name == name) ordered.push_back(label);
+      }
+    }
+    metric.label = std::move(ordered);
   }
-  return {{"name", family.name()}, {"help", family.help()}, {"type", type}, {"samples", samples}};
+  std::sort(family->metric.begin(), family->metric.end(),
+            [](const prometheus::ClientMetric& a, const prometheus::ClientMetric& b) {
+              return std::lexicographical_compare(
+                  a.label.begin(), a.label.end(), b.label.begin(), b.label.end(),
+                  [](const auto& x, const auto& y) { return x.value < y.value; });
+            });
 }
 
 template <typename Metric>
@@ -294,44 +278,33 @@ std::string FormatMetricValue(double value) {
   return std::string(text, result.ptr);
 }
 
+void Counter::Increment() { metric_->Increment(); }
+
 void Counter::Add(double amount) {
-  if (!(amount >= 0.0)) return;  // negative or NaN
-  // Whole amounts go to the integer part (exact); 2^64 itself does not fit a uint64_t.
-  if (amount < 18446744073709551616.0 && amount == std::floor(amount)) {
-    whole_.fetch_add(static_cast<uint64_t>(amount), std::memory_order_relaxed);
-  } else {
-    metrics_internal::AtomicAdd(fractional_, amount);
-  }
+  if (amount >= 0.0) metric_->Increment(amount);  // not negative, not NaN
 }
 
-double Counter::value() const {
-  return static_cast<double>(whole_.load(std::memory_order_relaxed)) +
-         fractional_.load(std::memory_order_relaxed);
-}
+double Counter::value() const { return metric_->Value(); }
 
-Histogram::Histogram(std::vector<double> upper_bounds)
-    : upper_bounds_(std::move(upper_bounds)),
-      bucket_counts_(new std::atomic<uint64_t>[upper_bounds_.size() + 1]) {
-  for (size_t i = 0; i <= upper_bounds_.size(); ++i) bucket_counts_[i].store(0);
-}
+void Gauge::Set(double value) { metric_->Set(value); }
+
+void Gauge::Add(double delta) { metric_->Increment(delta); }
+
+double Gauge::value() const { return metric_->Value(); }
 
 void Histogram::Observe(double value) {
-  if (std::isnan(value)) return;
-  const size_t bucket =
-      std::lower_bound(upper_bounds_.begin(), upper_bounds_.end(), value) - upper_bounds_.begin();
-  bucket_counts_[bucket].fetch_add(1, std::memory_order_relaxed);
-  metrics_internal::AtomicAdd(sum_, value);
+  if (!std::isnan(value)) metric_->Observe(value);
 }
 
 HistogramSnapshot Histogram::Snapshot() const {
+  const prometheus::ClientMetric collected = metric_->Collect();
   HistogramSnapshot snapshot;
-  snapshot.upper_bounds = upper_bounds_;
-  snapshot.cumulative_counts.reserve(upper_bounds_.size() + 1);
-  for (size_t i = 0; i <= upper_bounds_.size(); ++i) {
-    snapshot.count += bucket_counts_[i].load(std::memory_order_relaxed);
-    snapshot.cumulative_counts.push_back(snapshot.count);
+  for (const prometheus::ClientMetric::Bucket& bucket : collected.histogram.bucket) {
+    if (std::isfinite(bucket.upper_bound)) snapshot.upper_bounds.push_back(bucket.upper_bound);
+    snapshot.cumulative_counts.push_back(bucket.cumulative_count);
   }
-  snapshot.sum = sum_.load(std::memory_order_relaxed);
+  snapshot.count = collected.histogram.sample_count;
+  snapshot.sum = collected.histogram.sample_sum;
   return snapshot;
 }
 
@@ -343,11 +316,13 @@ bool LabelValuesLess::operator()(absl::Span<const std::string> a,
 template <typename Metric>
 MetricFamily<Metric>::MetricFamily(std::string name, std::string help,
                                    std::vector<std::string> label_names,
-                                   std::vector<double> upper_bounds)
+                                   std::vector<double> upper_bounds,
+                                   prometheus::Family<Backend>* backend)
     : name_(std::move(name)),
       help_(std::move(help)),
       label_names_(std::move(label_names)),
-      upper_bounds_(std::move(upper_bounds)) {}
+      upper_bounds_(std::move(upper_bounds)),
+      backend_(backend) {}
 
 template <typename Metric>
 absl::StatusOr<Metric*> MetricFamily<Metric>::WithLabels(
@@ -361,37 +336,41 @@ absl::StatusOr<Metric*> MetricFamily<Metric>::WithLabels(
   if (auto found = children_.find(label_values); found != children_.end()) {
     return found->second.get();
   }
+  prometheus::Labels labels;
   for (size_t i = 0; i < label_values.size(); ++i) {
     if (!IsValidUtf8(label_values[i])) {
       return absl::InvalidArgumentError(absl::StrCat(
           "value of label \"", label_names_[i], "\" of metric \"", name_, "\" is not valid UTF-8"));
     }
+    labels.emplace(label_names_[i], label_values[i]);
   }
-  std::unique_ptr<Metric> child;
-  if constexpr (std::is_same_v<Metric, Histogram>) {
-    child = std::make_unique<Histogram>(upper_bounds_);
-  } else {
-    child = std::make_unique<Metric>();
+  Backend* backend = nullptr;
+  try {
+    if constexpr (std::is_same_v<Metric, Histogram>) {
+      backend = &backend_->Add(labels, upper_bounds_);
+    } else {
+      backend = &backend_->Add(labels);
+    }
+  } catch (const std::exception& e) {  // prometheus-cpp reports problems by throwing
+    return absl::InvalidArgumentError(
+        absl::StrCat("metric \"", name_, "\": prometheus-cpp refused the labels: ", e.what()));
   }
+  std::unique_ptr<Metric> child(new Metric(backend));
   Metric* result = child.get();
   children_.emplace(std::vector<std::string>(label_values.begin(), label_values.end()),
                     std::move(child));
   return result;
 }
 
-template <typename Metric>
-std::vector<std::pair<std::vector<std::string>, const Metric*>> MetricFamily<Metric>::Children()
-    const {
-  MutexLock lock(&mutex_);
-  std::vector<std::pair<std::vector<std::string>, const Metric*>> children;
-  children.reserve(children_.size());
-  for (const auto& [values, metric] : children_) children.emplace_back(values, metric.get());
-  return children;
-}
-
 template class MetricFamily<Counter>;
 template class MetricFamily<Gauge>;
 template class MetricFamily<Histogram>;
+
+MetricsRegistry::MetricsRegistry() : backend_(std::make_shared<prometheus::Registry>()) {}
+
+MetricsRegistry::~MetricsRegistry() = default;
+
+std::shared_ptr<prometheus::Collectable> MetricsRegistry::collectable() const { return backend_; }
 
 template <typename Metric>
 absl::StatusOr<MetricFamily<Metric>*> MetricsRegistry::Add(const std::string& name,
@@ -401,11 +380,6 @@ absl::StatusOr<MetricFamily<Metric>*> MetricsRegistry::Add(const std::string& na
   constexpr FamilyType kType = TypeOf<Metric>();
   CLEAVE_RETURN_IF_ERROR(ValidateDefinition(kType, name, help, label_names));
   if (kType == FamilyType::kHistogram) CLEAVE_RETURN_IF_ERROR(ValidateBounds(name, upper_bounds));
-  std::unique_ptr<MetricFamily<Metric>> family(
-      new MetricFamily<Metric>(name, help, std::move(label_names), std::move(upper_bounds)));
-  MetricFamily<Metric>* result = family.get();
-  // A family without labels has exactly one child: create it so that it renders from the start.
-  if (result->label_names().empty()) CLEAVE_RETURN_IF_ERROR(result->WithLabels({}).status());
 
   MutexLock lock(&mutex_);
   const std::vector<std::string> series = SeriesNames(kType, name);
@@ -415,6 +389,26 @@ absl::StatusOr<MetricFamily<Metric>*> MetricsRegistry::Add(const std::string& na
           "metric name \"", series_name, "\" is already used by metric \"", taken->second, "\""));
     }
   }
+  using Backend = typename MetricFamily<Metric>::Backend;
+  prometheus::Family<Backend>* backend = nullptr;
+  try {
+    if constexpr (kType == FamilyType::kCounter) {
+      backend = &prometheus::BuildCounter().Name(name).Help(EscapedHelp(help)).Register(*backend_);
+    } else if constexpr (kType == FamilyType::kGauge) {
+      backend = &prometheus::BuildGauge().Name(name).Help(EscapedHelp(help)).Register(*backend_);
+    } else {
+      backend =
+          &prometheus::BuildHistogram().Name(name).Help(EscapedHelp(help)).Register(*backend_);
+    }
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metric \"", name, "\": prometheus-cpp refused it: ", e.what()));
+  }
+  std::unique_ptr<MetricFamily<Metric>> family(new MetricFamily<Metric>(
+      name, help, std::move(label_names), std::move(upper_bounds), backend));
+  MetricFamily<Metric>* result = family.get();
+  // A family without labels has exactly one child: create it so that it renders from the start.
+  if (result->label_names().empty()) CLEAVE_RETURN_IF_ERROR(result->WithLabels({}).status());
   for (const std::string& series_name : series) series_names_.emplace(series_name, name);
   families_.emplace(name, std::move(family));
   return result;
@@ -438,37 +432,58 @@ absl::StatusOr<HistogramFamily*> MetricsRegistry::AddHistogram(
   return Add<Histogram>(name, help, std::move(label_names), std::move(upper_bounds));
 }
 
-std::string MetricsRegistry::RenderPrometheusText() const {
+std::vector<prometheus::MetricFamily> MetricsRegistry::Collect(
+    std::vector<const std::string*>* helps) const {
+  std::vector<prometheus::MetricFamily> collected = backend_->Collect();
   MutexLock lock(&mutex_);
-  std::string text;
-  for (const auto& entry : families_) {
+  std::vector<prometheus::MetricFamily> ordered;
+  for (prometheus::MetricFamily& family : collected) {
+    auto ours = families_.find(family.name);
+    if (family.metric.empty() || ours == families_.end()) continue;
     std::visit(
-        [&text](const auto& family) {
-          using Metric = typename std::decay_t<decltype(*family)>::MetricType;
-          std::string samples;
-          AppendFamilyText(&samples, *family);
-          if (samples.empty()) return;
-          absl::StrAppend(&text, "# HELP ", family->name(), " ");
-          AppendEscaped(&text, family->help(), /*escape_quotes=*/false);
-          absl::StrAppend(&text, "\n# TYPE ", family->name(), " ", TypeName(TypeOf<Metric>()), "\n",
-                          samples);
+        [&](const auto& mine) {
+          OrderChildren(mine->label_names(), &family);
+          if (helps != nullptr) helps->push_back(&mine->help());
         },
-        entry.second);
+        ours->second);
+    ordered.push_back(std::move(family));
   }
-  return text;
+  std::vector<size_t> order(ordered.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return ordered[a].name < ordered[b].name; });
+  std::vector<prometheus::MetricFamily> sorted;
+  std::vector<const std::string*> sorted_helps;
+  for (size_t i : order) {
+    sorted.push_back(std::move(ordered[i]));
+    if (helps != nullptr) sorted_helps.push_back((*helps)[i]);
+  }
+  if (helps != nullptr) *helps = std::move(sorted_helps);
+  return sorted;
+}
+
+std::string MetricsRegistry::RenderPrometheusText() const {
+  std::ostringstream text;
+  text.precision(15);  // prometheus-cpp writes what the stream asks: 6 digits by default
+  prometheus::TextSerializer().Serialize(text, Collect(nullptr));
+  return text.str();
 }
 
 std::string MetricsRegistry::RenderJson() const {
-  MutexLock lock(&mutex_);
+  std::vector<const std::string*> helps;
+  const std::vector<prometheus::MetricFamily> families = Collect(&helps);
   nlohmann::json metrics = nlohmann::json::array();
-  for (const auto& entry : families_) {
-    std::visit(
-        [&](const auto& family) {
-          using Metric = typename std::decay_t<decltype(*family)>::MetricType;
-          nlohmann::json json = JsonFamily(*family, TypeName(TypeOf<Metric>()));
-          if (!json["samples"].empty()) metrics.push_back(std::move(json));
-        },
-        entry.second);
+  for (size_t i = 0; i < families.size(); ++i) {
+    const prometheus::MetricFamily& family = families[i];
+    nlohmann::json samples = nlohmann::json::array();
+    for (const prometheus::ClientMetric& metric : family.metric) {
+      samples.push_back(JsonSample(family, metric));
+    }
+    const char* type = family.type == prometheus::MetricType::Counter ? "counter"
+                       : family.type == prometheus::MetricType::Gauge ? "gauge"
+                                                                      : "histogram";
+    metrics.push_back(
+        {{"name", family.name}, {"help", *helps[i]}, {"type", type}, {"samples", samples}});
   }
   return nlohmann::json{{"metrics", std::move(metrics)}}.dump();
 }

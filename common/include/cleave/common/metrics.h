@@ -1,30 +1,32 @@
 // Metrics primitives shared by the edge server and the device runtime: counters, gauges and
 // histograms with labels, kept in a MetricsRegistry that renders them in the Prometheus text
-// exposition format 0.0.4 (for scrapes) and as JSON (for telemetry export).
+// exposition format 0.0.4 (for scrapes) and as JSON (for telemetry export). The values, the
+// children and the exposition are prometheus-cpp's (Debian's prometheus-cpp-dev 1.0.1: its
+// Registry, Family and TextSerializer); this layer adds what cleave promises on top: names
+// and labels checked at registration so that every exposition passes `promtool check
+// metrics`, a status instead of an exception, families and children in a stable order with
+// labels in the order they were declared, and JSON.
 //
 //   MetricsRegistry registry;
 //   CLEAVE_ASSIGN_OR_RETURN(CounterFamily* requests,
 //                           registry.AddCounter("cleave_requests_total", "Requests answered.",
 //                                               {"model", "status"}));
 //   CLEAVE_ASSIGN_OR_RETURN(Counter* fashion_ok, requests->WithLabels({"fashion", "OK"}));
-//   fashion_ok->Increment();  // hot path: one relaxed atomic add, no lock, no lookup
+//   fashion_ok->Increment();  // hot path: no lookup; keep the child
 //
-// Naming follows Prometheus conventions and is enforced at registration so that every
-// exposition passes `promtool check metrics` (see docs/METRICS.md).
-//
-// Thread-safety: every method of every class here is thread-safe. Updating a Counter, Gauge or
-// Histogram is lock-free; WithLabels takes its family's mutex; registration and rendering take
-// the registry's mutex and then each family's (in that order).
+// Thread-safety: every method of every class here is thread-safe. Updating a Counter or Gauge
+// is an atomic compare-and-swap; a Histogram observation takes its own child's mutex
+// (prometheus-cpp's); WithLabels takes its family's mutex; registration and rendering take
+// the registry's.
 #ifndef CLEAVE_COMMON_METRICS_H_
 #define CLEAVE_COMMON_METRICS_H_
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -34,64 +36,64 @@
 #include "absl/types/span.h"
 #include "cleave/common/mutex.h"
 
+namespace prometheus {
+class Collectable;
+class Counter;
+class Gauge;
+class Histogram;
+class Registry;
+struct MetricFamily;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
 namespace cleave::common {
 
-namespace metrics_internal {
-
-// Adds `delta` to `target` with a compare-and-swap loop (C++17 has no atomic<double> add).
-inline void AtomicAdd(std::atomic<double>& target, double delta) {
-  double current = target.load(std::memory_order_relaxed);
-  while (!target.compare_exchange_weak(current, current + delta, std::memory_order_relaxed)) {
-  }
-}
-
-}  // namespace metrics_internal
+template <typename Metric>
+class MetricFamily;
 
 // A value that only goes up, such as requests served or bytes received.
 class Counter {
  public:
-  Counter() = default;
   Counter(const Counter&) = delete;
   Counter& operator=(const Counter&) = delete;
 
   // Adds one.
-  void Increment() { whole_.fetch_add(1, std::memory_order_relaxed); }
-
-  // Adds `amount`. Negative and NaN amounts are ignored: a counter never decreases.
+  void Increment();
+  // Adds `amount`. Negative and NaN amounts are ignored: a counter never decreases. The total
+  // is a double: whole amounts stay exact up to 2^53.
   void Add(double amount);
-
   // Returns the current total.
   [[nodiscard]] double value() const;
 
  private:
-  // Whole increments are kept apart from fractional ones so that the common case is a single
-  // wait-free integer add and integer totals stay exact beyond 2^53.
-  std::atomic<uint64_t> whole_{0};
-  std::atomic<double> fractional_{0.0};
+  friend class MetricFamily<Counter>;
+  explicit Counter(prometheus::Counter* metric) : metric_(metric) {}
+  prometheus::Counter* const metric_;  // owned by its prometheus::Family
 };
 
 // A value that goes up and down, such as queue depth or bundles loaded.
 class Gauge {
  public:
-  Gauge() = default;
   Gauge(const Gauge&) = delete;
   Gauge& operator=(const Gauge&) = delete;
 
   // Replaces the value.
-  void Set(double value) { value_.store(value, std::memory_order_relaxed); }
+  void Set(double value);
   // Adds `delta` (which may be negative).
-  void Add(double delta) { metrics_internal::AtomicAdd(value_, delta); }
+  void Add(double delta);
   void Increment() { Add(1.0); }
   void Decrement() { Add(-1.0); }
-
   // Returns the current value.
-  [[nodiscard]] double value() const { return value_.load(std::memory_order_relaxed); }
+  [[nodiscard]] double value() const;
 
  private:
-  std::atomic<double> value_{0.0};
+  friend class MetricFamily<Gauge>;
+  explicit Gauge(prometheus::Gauge* metric) : metric_(metric) {}
+  prometheus::Gauge* const metric_;
 };
 
-// A consistent-enough copy of a Histogram: `count` always equals the last cumulative count.
+// A consistent copy of a Histogram: `count` always equals the last cumulative count.
 struct HistogramSnapshot {
   std::vector<double> upper_bounds;         // finite bounds, ascending
   std::vector<uint64_t> cumulative_counts;  // one per bound, then one for +Inf
@@ -102,25 +104,18 @@ struct HistogramSnapshot {
 // Counts observations (latencies, sizes) into buckets with fixed upper bounds, plus their sum.
 class Histogram {
  public:
-  // REQUIRES: `upper_bounds` finite and strictly increasing (MetricsRegistry checks this).
-  explicit Histogram(std::vector<double> upper_bounds);
   Histogram(const Histogram&) = delete;
   Histogram& operator=(const Histogram&) = delete;
 
   // Records `value` in the first bucket whose bound is >= value. NaN is ignored.
   void Observe(double value);
-
   // Returns the cumulative bucket counts, sum and count.
   [[nodiscard]] HistogramSnapshot Snapshot() const;
 
-  const std::vector<double>& upper_bounds() const { return upper_bounds_; }
-
  private:
-  const std::vector<double> upper_bounds_;
-  // Per-bucket (not cumulative) counts; the last one is the +Inf bucket. The total count is
-  // their sum, so a snapshot never shows more observations than its buckets hold.
-  const std::unique_ptr<std::atomic<uint64_t>[]> bucket_counts_;
-  std::atomic<double> sum_{0.0};
+  friend class MetricFamily<Histogram>;
+  explicit Histogram(prometheus::Histogram* metric) : metric_(metric) {}
+  prometheus::Histogram* const metric_;
 };
 
 // Orders label-value lists; transparent so that a lookup with a Span allocates nothing.
@@ -149,19 +144,24 @@ class MetricFamily {
   // the number of label names or a value is not valid UTF-8.
   [[nodiscard]] absl::StatusOr<Metric*> WithLabels(absl::Span<const std::string> label_values);
 
-  // Returns every child with its label values, ordered by label values.
-  [[nodiscard]] std::vector<std::pair<std::vector<std::string>, const Metric*>> Children() const;
-
  private:
   friend class MetricsRegistry;
+
+  // The prometheus-cpp metric type behind Metric.
+  using Backend = std::conditional_t<
+      std::is_same_v<Metric, Counter>, prometheus::Counter,
+      std::conditional_t<std::is_same_v<Metric, Gauge>, prometheus::Gauge, prometheus::Histogram>>;
+
   MetricFamily(std::string name, std::string help, std::vector<std::string> label_names,
-               std::vector<double> upper_bounds);
+               std::vector<double> upper_bounds, prometheus::Family<Backend>* backend);
 
   const std::string name_;
   const std::string help_;
   const std::vector<std::string> label_names_;
-  const std::vector<double> upper_bounds_;  // histograms only
+  const std::vector<double> upper_bounds_;      // histograms only
+  prometheus::Family<Backend>* const backend_;  // owned by the registry's prometheus::Registry
   mutable Mutex mutex_;
+  // Our handle on each child, by label values in the order of label_names_.
   std::map<std::vector<std::string>, std::unique_ptr<Metric>, LabelValuesLess> children_
       ABSL_GUARDED_BY(mutex_);
 };
@@ -177,7 +177,8 @@ extern template class MetricFamily<Histogram>;
 // Owns metric families by name and renders them. Families are never removed.
 class MetricsRegistry {
  public:
-  MetricsRegistry() = default;
+  MetricsRegistry();
+  ~MetricsRegistry();
   MetricsRegistry(const MetricsRegistry&) = delete;
   MetricsRegistry& operator=(const MetricsRegistry&) = delete;
 
@@ -202,6 +203,10 @@ class MetricsRegistry {
   // labels but no children yet are left out.
   [[nodiscard]] std::string RenderPrometheusText() const;
 
+  // The prometheus-cpp registry behind this one, for a prometheus::Exposer or another
+  // serializer (its exposition has prometheus-cpp's own order and label order).
+  [[nodiscard]] std::shared_ptr<prometheus::Collectable> collectable() const;
+
   // Returns the same families and samples as one JSON object:
   //   {"metrics": [{"name", "help", "type", "samples": [{"labels": {...}, "value"}]}]}
   // where a histogram sample holds "buckets" [{"le", "count"}] (cumulative), "sum" and
@@ -218,6 +223,12 @@ class MetricsRegistry {
                                             std::vector<std::string> label_names,
                                             std::vector<double> upper_bounds);
 
+  // The collected families in name order, each child's labels in declared order and the
+  // children ordered by them, without families that have no children; `helps` (when not
+  // null) receives each one's help text as registered.
+  std::vector<prometheus::MetricFamily> Collect(std::vector<const std::string*>* helps) const;
+
+  const std::shared_ptr<prometheus::Registry> backend_;
   mutable Mutex mutex_;
   std::map<std::string, AnyFamily> families_ ABSL_GUARDED_BY(mutex_);
   // Every series name rendered (a histogram renders three), mapped to its family's name.
