@@ -202,6 +202,8 @@ class BareCallbackClient final
   bool answered_ = false, written_ = false, done_ = false;
 };
 
+// Long on purpose: the measurement protocol in the order it runs (the bare callback, then the
+// runtime, interleaved in rounds), so it reads against docs/PERFORMANCE.md step by step.
 absl::Status Run(const BenchOptions& options, json* report) {
   // The baselines run the segments exactly as the runtime does: optimized for inference.
   cleave::common::Bundle::LoadOptions load;

@@ -220,6 +220,9 @@ std::string Fixed(const json& value, int digits) {
 // Microseconds in a report as milliseconds in a table.
 std::string Millis(const json& micros) { return Fixed(micros.get<double>() / 1000, 3); }
 
+// Long on purpose: the measurement protocol in the order it runs (plain forward, transport
+// floor, each load against each edge, the table), so it can be checked step by step against
+// docs/PERFORMANCE.md; split, its steps would pass the whole report between them.
 absl::Status Run(const BenchOptions& options, json* report) {
   at::set_num_threads(options.intra_op_threads);
   // The plain forward runs the segments as the edge does: optimized for inference.

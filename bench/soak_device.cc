@@ -86,6 +86,8 @@ struct Record {
 // One robot: a loop at the rate through a pipeline of one frame in flight, so that a frame
 // whose answer is slow delays the next one as it would on a robot, and every answer is
 // counted by sequence number.
+// Long on purpose: one simulated device's whole loop (pace, infer, check, tally) in the order
+// it happens, so what the soak counts as late or wrong is in one place.
 void RunDevice(const Options& options, const cleave::common::LabeledImages& images, int index,
                Clock::time_point start, Record* record) {
   cleave::device::RuntimeOptions runtime_options;
@@ -176,6 +178,7 @@ void RunDevice(const Options& options, const cleave::common::LabeledImages& imag
 
 }  // namespace
 
+// Flags, then the fleet of devices and the report: one statement per flag, in --help order.
 int main(int argc, char** argv) {
   CLI::App app{"soak_device: device runtimes in a sensing loop for bench/soak.sh"};
   Options options;

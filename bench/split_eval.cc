@@ -345,6 +345,9 @@ void Plot(const std::string& out, const std::string& name, bool trace) {
   }
 }
 
+// Long on purpose: the evaluation protocol in the order it runs (baselines, then every
+// configuration at every link setting, then the table), so it can be checked step by step
+// against docs/PERFORMANCE.md; split, its steps would pass the whole report between them.
 absl::Status Run(const EvalOptions& options, json* report) {
   CLEAVE_ASSIGN_OR_RETURN(std::string manifest_text,
                           cleave::common::ReadFile(options.bundle + "/manifest.json"));

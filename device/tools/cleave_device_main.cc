@@ -228,6 +228,8 @@ void PrintSummary(const nlohmann::json& summary, const Tally& tally) {
   if (!tally.first_error.empty()) std::cout << "first error: " << tally.first_error << "\n";
 }
 
+// Long on purpose: every flag copied into RuntimeOptions in one place, then the loop and the
+// report; split, the flags would be scattered from the options they set.
 absl::Status Run(const RunOptions& run) {
   cleave::device::RuntimeOptions options;
   options.edges = run.edges;

@@ -11,6 +11,8 @@
 #include "cleave/common/machine.h"
 #include "cleave/edge_server/edge_server.h"
 
+// Long on purpose: one statement per flag, declared in the order --help lists them and
+// copied into EdgeServerOptions right there; the serving itself is EdgeServer's.
 int main(int argc, char** argv) {
   CLI::App app{"cleave-edge: run the back segments of cleave bundles for devices"};
   cleave::edge_server::EdgeServerOptions defaults;

@@ -65,6 +65,9 @@ absl::StatusOr<std::vector<common::FileRef>> WriteFrames(common::StagedFolder& s
 
 }  // namespace
 
+// Long because every step writes into the one staged folder and the one manifest that name
+// each other's files (segments, codecs, sample, check), and the order is the crash-safety
+// argument: written aside, checked, then swapped in whole.
 absl::StatusOr<WrittenBundle> WriteBundle(const ModelGraph& model, const std::vector<int>& cut_ids,
                                           const std::string& dir, const BundleOptions& options) {
   if (cut_ids.empty()) return absl::InvalidArgumentError("no cuts given: name at least one");

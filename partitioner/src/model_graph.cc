@@ -127,14 +127,22 @@ absl::StatusOr<std::unique_ptr<ModelGraph>> ModelGraph::Load(
                                                    input_shapes.size(), " input shapes given"));
   }
 
+  model->FindCuts();
+  CLEAVE_RETURN_IF_ERROR(model->RunSample(original, input_shapes));
+  CLEAVE_RETURN_IF_ERROR(model->EstimateCosts());
+  return model;
+}
+
+void ModelGraph::FindCuts() {
+  Graph& graph = *graph_;
   // Liveness over the top-level sequence of compute nodes.
   std::unordered_map<const Node*, size_t> positions;
   for (Node* node : graph.nodes()) {
     if (node->kind() == c10::prim::Constant) continue;
-    positions[node] = model->compute_.size();
-    model->compute_.push_back(node);
+    positions[node] = compute_.size();
+    compute_.push_back(node);
   }
-  const size_t count = model->compute_.size();
+  const size_t count = compute_.size();
   // A value defined at position d (inputs: before 0) and last used at position u is live at
   // every cut position p with d < p <= u; starts[p] / ends[p] list the values entering and
   // leaving liveness at p.
@@ -149,9 +157,9 @@ absl::StatusOr<std::unique_ptr<ModelGraph>> ModelGraph::Load(
     starts[first_live].push_back(value);
     ends[last_use + 1].push_back(value);
   };
-  for (Value* input : model->model_inputs_) track(input, 0);
+  for (Value* input : model_inputs_) track(input, 0);
   for (size_t d = 0; d < count; ++d) {
-    for (Value* output : model->compute_[d]->outputs()) track(output, d + 1);
+    for (Value* output : compute_[d]->outputs()) track(output, d + 1);
   }
 
   std::set<Value*> live;
@@ -162,62 +170,67 @@ absl::StatusOr<std::unique_ptr<ModelGraph>> ModelGraph::Load(
     if (p == 0 || live.size() != 1 || !IsTensor(*live.begin())) continue;
     CutPoint cut;
     cut.position = p;
-    cut.info.name = CutName(ModulePath(model->compute_[p - 1]), ModulePath(model->compute_[p]),
-                            model->compute_[p - 1], &cut.module_boundary);
+    cut.info.name = CutName(ModulePath(compute_[p - 1]), ModulePath(compute_[p]), compute_[p - 1],
+                            &cut.module_boundary);
     // Scalar-only nodes (shape checks inlined from functionals, e.g. the If that guards
     // adaptive_avg_pool2d) leave the same tensor live on both sides: one cut per tensor, the
     // first, a module boundary if either is. The model input has its own cut.
-    if (model->model_inputs_.size() == 1 && *live.begin() == model->model_inputs_[0]) continue;
-    if (!model->cut_values_.empty() && model->cut_values_.back() == *live.begin()) {
-      model->cuts_.back().module_boundary |= cut.module_boundary;
+    if (model_inputs_.size() == 1 && *live.begin() == model_inputs_[0]) continue;
+    if (!cut_values_.empty() && cut_values_.back() == *live.begin()) {
+      cuts_.back().module_boundary |= cut.module_boundary;
       continue;
     }
     cut.info.id = next_id++;
-    model->cuts_.push_back(std::move(cut));
-    model->cut_values_.push_back(*live.begin());
+    cuts_.push_back(std::move(cut));
+    cut_values_.push_back(*live.begin());
   }
   // Names must be unique: suffix repeats ("relu", "relu_2", ...).
   std::map<std::string, int> seen;
-  for (CutPoint& cut : model->cuts_) {
+  for (CutPoint& cut : cuts_) {
     if (int n = ++seen[cut.info.name]; n > 1) cut.info.name += absl::StrCat("_", n);
   }
+}
 
+absl::Status ModelGraph::RunSample(torch::jit::Module& original,
+                                   const std::vector<common::Shape>& input_shapes) {
+  const size_t count = compute_.size();
   // Run the sample once through the original model (reference output) and once through a
   // probe that also returns every cut tensor (shapes).
   auto generator = at::make_generator<at::CPUGeneratorImpl>(kSampleSeed);
   for (const common::Shape& shape : input_shapes) {
-    model->sample_inputs_.push_back(at::randn(shape, generator));
-    model->input_specs_.push_back(common::TensorSpec{shape, c10::ScalarType::Float});
+    sample_inputs_.push_back(at::randn(shape, generator));
+    input_specs_.push_back(common::TensorSpec{shape, c10::ScalarType::Float});
   }
   auto ran = common::GuardTorch(
       absl::StatusCode::kInvalidArgument,
-      absl::StrCat(path, ": the model rejects input shape ",
+      absl::StrCat(path_, ": the model rejects input shape ",
                    absl::StrJoin(input_shapes, ";",
                                  [](std::string* out, const common::Shape& shape) {
                                    out->append(common::FormatShape(shape));
                                  })),
       [&] {
         c10::InferenceMode inference;
-        model->sample_output_ = original.forward(model->sample_inputs_);
+        sample_output_ = original.forward(sample_inputs_);
         std::vector<c10::IValue> probed;
-        if (model->cuts_.empty()) return probed;
-        torch::jit::Module probe = model->BuildSegment(0, count, model->cut_values_, "Probe");
-        c10::IValue result = probe.forward(model->sample_inputs_);
-        if (model->cuts_.size() == 1) return std::vector<c10::IValue>{result};
+        if (cuts_.empty()) return probed;
+        torch::jit::Module probe = BuildSegment(0, count, cut_values_, "Probe");
+        c10::IValue result = probe.forward(sample_inputs_);
+        if (cuts_.size() == 1) return std::vector<c10::IValue>{result};
         return result.toTupleRef().elements().vec();
       });
   if (!ran.ok()) return ran.status();
-  for (size_t i = 0; i < model->cuts_.size(); ++i) {
+  for (size_t i = 0; i < cuts_.size(); ++i) {
     const at::Tensor& tensor = (*ran)[i].toTensor();
-    common::CutInfo& info = model->cuts_[i].info;
+    common::CutInfo& info = cuts_[i].info;
     info.tensor.shape.assign(tensor.sizes().begin(), tensor.sizes().end());
     info.tensor.dtype = tensor.scalar_type();
     info.bytes = static_cast<int64_t>(tensor.numel() * tensor.element_size());
   }
-  CLEAVE_RETURN_IF_ERROR(model->EstimateCosts());
-  return model;
+  return absl::OkStatus();
 }
 
+// Long because the MAC rules per node kind and the one sample run that measures operand
+// shapes share the same per-position tallies.
 absl::Status ModelGraph::EstimateCosts() {
   // Multiply-accumulate ops, by kind. Nodes nested in loops or ifs count once at their
   // top-level ancestor's position; that is an estimate, as the name says.

@@ -78,6 +78,8 @@ std::vector<c10::IValue> SampleBatch(const ModelGraph& model, int64_t batch) {
   return inputs;
 }
 
+// Long because its two halves share the segments, the inputs and the profile being filled:
+// first the cut list and the segment chain, then the timing of that chain at every batch size.
 absl::StatusOr<ModelProfile> ProfileModel(const ModelGraph& model, const ProfileOptions& options) {
   if (options.runs < 1) return absl::InvalidArgumentError("--runs must be at least 1");
   if (options.batch_sizes.empty()) return absl::InvalidArgumentError("no batch size to profile");

@@ -138,56 +138,21 @@ absl::StatusOr<std::vector<CutTransfer>> MeasureCutTransfers(
   return transfers;
 }
 
-absl::StatusOr<SplitPlan> PlanSplit(const ModelProfile& device, const ModelProfile& edge,
-                                    const std::vector<CutTransfer>& transfers,
-                                    const PlanOptions& options) {
-  CLEAVE_RETURN_IF_ERROR(CheckProfilesMatch(device, edge));
-  if (options.links.empty()) return absl::InvalidArgumentError("no link to plan for");
-  for (int cut : options.allowed_cuts) {
-    if (std::none_of(device.cuts.begin(), device.cuts.end(),
-                     [&](const common::CutInfo& c) { return c.id == cut; })) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cut ", cut, " is not one of the profiled candidate cuts"));
-    }
-  }
-  const size_t n = device.cuts.size();
-  std::map<int, CutTransfer> by_cut;
-  for (const CutTransfer& transfer : transfers) by_cut[transfer.cut_id] = transfer;
-  std::vector<double> device_ms(n), edge_ms(n);  // per segment, batch 1
-  for (size_t i = 0; i < n; ++i) {
-    if (by_cut.count(device.cuts[i].id) == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("no frame size measured at cut ", device.cuts[i].id));
-    }
-    CLEAVE_ASSIGN_OR_RETURN(device_ms[i], device.MedianMs(1, i, i));
-    CLEAVE_ASSIGN_OR_RETURN(edge_ms[i], edge.MedianMs(1, i, i));
-    device_ms[i] *= options.device_scale;
-  }
+namespace {
+
+// What planning needs from the profiles, per segment at batch 1, gathered and checked once for
+// every link.
+struct SegmentCosts {
+  std::vector<double> device_ms, edge_ms;
+  std::map<int, CutTransfer> transfers;  // by cut id
   double response_bytes = 0;
-  for (int64_t bytes : device.output_bytes) response_bytes += common::kFrameHeaderBytes + bytes;
-  // Exits in cut order, at candidate positions; a head's time is estimated from its MACs at
-  // the device's speed per MAC.
-  int64_t total_macs = 0;
   double total_device_ms = 0;
-  for (size_t i = 0; i < n; ++i) {
-    total_macs += device.segments[i].macs;
-    total_device_ms += device_ms[i];
-  }
-  const double ms_per_mac = total_macs > 0 ? total_device_ms / static_cast<double>(total_macs) : 0;
+  double ms_per_mac = 0;                          // the device's, for exit heads
   std::map<size_t, ExitExpectation> exits_after;  // keyed by the segment the exit follows
-  for (const ExitExpectation& exit : options.exits) {
-    const auto at = std::find_if(device.cuts.begin() + 1, device.cuts.end(),
-                                 [&](const common::CutInfo& cut) { return cut.id == exit.cut_id; });
-    if (at == device.cuts.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("exit at cut ", exit.cut_id, " is not one of the profiled candidate cuts"));
-    }
-    exits_after[static_cast<size_t>(at - device.cuts.begin()) - 1] = exit;
-  }
 
   // Expected time when the device runs segments [0, split) and exits there may answer, and
   // `rest_ms` is what a request still unanswered at `split` costs from then on.
-  auto with_exits = [&](size_t split, double rest_ms, double* offload_share) {
+  double WithExits(size_t split, double rest_ms, double* offload_share) const {
     double expected = 0, reached = 1, device_so_far = 0;
     for (size_t s = 0; s < split; ++s) {
       device_so_far += device_ms[s];
@@ -200,83 +165,132 @@ absl::StatusOr<SplitPlan> PlanSplit(const ModelProfile& device, const ModelProfi
     }
     *offload_share = reached;
     return expected + reached * (device_so_far + rest_ms);
-  };
-
-  SplitPlan plan;
-  plan.model_file = device.model_file;
-  plan.model_sha256 = device.model_sha256;
-  plan.input_shapes = device.input_shapes;
-  plan.codec = options.codec;
-  plan.device_scale = options.device_scale;
-  plan.deadline_ms = options.deadline_ms;
-  plan.device_machine = device.machine;
-  plan.edge_machine = edge.machine;
-  for (const LinkSpec& link : options.links) {
-    LinkPlan link_plan;
-    link_plan.link = link;
-    // Time on the wire for a frame of `bytes` and the response.
-    const auto transfer_ms = [&](double bytes) {
-      return link.bits_per_second > 0 ? (bytes + response_bytes) * 8 / link.bits_per_second * 1000
-                                      : 0;
-    };
-    for (size_t k = 0; k < n; ++k) {  // offload before segment k, at cut k
-      if (k > 0 && !options.allowed_cuts.empty() &&
-          std::find(options.allowed_cuts.begin(), options.allowed_cuts.end(), device.cuts[k].id) ==
-              options.allowed_cuts.end()) {
-        continue;
-      }
-      const CutTransfer& transfer = by_cut[device.cuts[k].id];
-      CutCost cost;
-      cost.cut_id = device.cuts[k].id;
-      cost.name = device.cuts[k].name;
-      for (size_t s = 0; s < k; ++s) cost.device_ms += device_ms[s];
-      for (size_t s = k; s < n; ++s) cost.edge_ms += edge_ms[s];
-      cost.encode_ms = transfer.encode_ms;
-      cost.decode_ms = transfer.decode_ms;
-      cost.frame_bytes = transfer.frame_bytes;
-      cost.transfer_ms = transfer_ms(transfer.frame_bytes);
-      cost.rtt_ms = link.rtt_ms;
-      cost.total_ms = cost.device_ms + cost.encode_ms + cost.transfer_ms + cost.rtt_ms +
-                      cost.decode_ms + cost.edge_ms;
-      const double rest = cost.total_ms - cost.device_ms;
-      cost.expected_ms = with_exits(k, rest, &cost.offload_share);
-      link_plan.ranked.push_back(cost);
-    }
-    CutCost local;
-    local.name = "all on device";
-    local.device_ms = total_device_ms;
-    local.total_ms = total_device_ms;
-    double reaches_end = 0;  // nothing is offloaded from the device-only plan
-    local.expected_ms = with_exits(n, 0, &reaches_end);
-    link_plan.ranked.push_back(local);
-    link_plan.all_device_ms = local.expected_ms;
-    // The all-on-edge baseline sends the raw input: no codec time, the raw size.
-    const CutTransfer& input = by_cut[device.cuts[0].id];
-    link_plan.all_edge_ms =
-        link.rtt_ms + link_plan.ranked.front().edge_ms + transfer_ms(input.raw_frame_bytes);
-    for (CutCost& cost : link_plan.ranked) {
-      cost.feasible = !options.deadline_ms || cost.expected_ms <= *options.deadline_ms;
-    }
-    std::stable_sort(link_plan.ranked.begin(), link_plan.ranked.end(),
-                     [](const CutCost& a, const CutCost& b) {
-                       if (a.feasible != b.feasible) return a.feasible;
-                       return a.expected_ms < b.expected_ms;
-                     });
-    link_plan.chosen = link_plan.ranked.front();
-    plan.links.push_back(std::move(link_plan));
   }
-  // The bundle carries every link's chosen interior cut.
+};
+
+absl::StatusOr<SegmentCosts> GatherCosts(const ModelProfile& device, const ModelProfile& edge,
+                                         const std::vector<CutTransfer>& transfers,
+                                         const PlanOptions& options) {
+  CLEAVE_RETURN_IF_ERROR(CheckProfilesMatch(device, edge));
+  if (options.links.empty()) return absl::InvalidArgumentError("no link to plan for");
+  for (int cut : options.allowed_cuts) {
+    if (std::none_of(device.cuts.begin(), device.cuts.end(),
+                     [&](const common::CutInfo& c) { return c.id == cut; })) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cut ", cut, " is not one of the profiled candidate cuts"));
+    }
+  }
+  const size_t n = device.cuts.size();
+  SegmentCosts costs;
+  for (const CutTransfer& transfer : transfers) costs.transfers[transfer.cut_id] = transfer;
+  costs.device_ms.resize(n);
+  costs.edge_ms.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (costs.transfers.count(device.cuts[i].id) == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("no frame size measured at cut ", device.cuts[i].id));
+    }
+    CLEAVE_ASSIGN_OR_RETURN(costs.device_ms[i], device.MedianMs(1, i, i));
+    CLEAVE_ASSIGN_OR_RETURN(costs.edge_ms[i], edge.MedianMs(1, i, i));
+    costs.device_ms[i] *= options.device_scale;
+  }
+  for (int64_t bytes : device.output_bytes) {
+    costs.response_bytes += common::kFrameHeaderBytes + bytes;
+  }
+  // Exits in cut order, at candidate positions; a head's time is estimated from its MACs at
+  // the device's speed per MAC.
+  int64_t total_macs = 0;
+  for (size_t i = 0; i < n; ++i) {
+    total_macs += device.segments[i].macs;
+    costs.total_device_ms += costs.device_ms[i];
+  }
+  costs.ms_per_mac = total_macs > 0 ? costs.total_device_ms / static_cast<double>(total_macs) : 0;
+  for (const ExitExpectation& exit : options.exits) {
+    const auto at = std::find_if(device.cuts.begin() + 1, device.cuts.end(),
+                                 [&](const common::CutInfo& cut) { return cut.id == exit.cut_id; });
+    if (at == device.cuts.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("exit at cut ", exit.cut_id, " is not one of the profiled candidate cuts"));
+    }
+    costs.exits_after[static_cast<size_t>(at - device.cuts.begin()) - 1] = exit;
+  }
+  return costs;
+}
+
+// Every candidate for one link (each allowed cut, and all on the device), ranked: feasible
+// ones first, then by expected time.
+LinkPlan PlanLink(const LinkSpec& link, const ModelProfile& device, const SegmentCosts& costs,
+                  const PlanOptions& options) {
+  const size_t n = device.cuts.size();
+  LinkPlan link_plan;
+  link_plan.link = link;
+  // Time on the wire for a frame of `bytes` and the response.
+  const auto transfer_ms = [&](double bytes) {
+    return link.bits_per_second > 0
+               ? (bytes + costs.response_bytes) * 8 / link.bits_per_second * 1000
+               : 0;
+  };
+  for (size_t k = 0; k < n; ++k) {  // offload before segment k, at cut k
+    if (k > 0 && !options.allowed_cuts.empty() &&
+        std::find(options.allowed_cuts.begin(), options.allowed_cuts.end(), device.cuts[k].id) ==
+            options.allowed_cuts.end()) {
+      continue;
+    }
+    const CutTransfer& transfer = costs.transfers.at(device.cuts[k].id);
+    CutCost cost;
+    cost.cut_id = device.cuts[k].id;
+    cost.name = device.cuts[k].name;
+    for (size_t s = 0; s < k; ++s) cost.device_ms += costs.device_ms[s];
+    for (size_t s = k; s < n; ++s) cost.edge_ms += costs.edge_ms[s];
+    cost.encode_ms = transfer.encode_ms;
+    cost.decode_ms = transfer.decode_ms;
+    cost.frame_bytes = transfer.frame_bytes;
+    cost.transfer_ms = transfer_ms(transfer.frame_bytes);
+    cost.rtt_ms = link.rtt_ms;
+    cost.total_ms = cost.device_ms + cost.encode_ms + cost.transfer_ms + cost.rtt_ms +
+                    cost.decode_ms + cost.edge_ms;
+    const double rest = cost.total_ms - cost.device_ms;
+    cost.expected_ms = costs.WithExits(k, rest, &cost.offload_share);
+    link_plan.ranked.push_back(cost);
+  }
+  CutCost local;
+  local.name = "all on device";
+  local.device_ms = costs.total_device_ms;
+  local.total_ms = costs.total_device_ms;
+  double reaches_end = 0;  // nothing is offloaded from the device-only plan
+  local.expected_ms = costs.WithExits(n, 0, &reaches_end);
+  link_plan.ranked.push_back(local);
+  link_plan.all_device_ms = local.expected_ms;
+  // The all-on-edge baseline sends the raw input: no codec time, the raw size.
+  const CutTransfer& input = costs.transfers.at(device.cuts[0].id);
+  link_plan.all_edge_ms =
+      link.rtt_ms + link_plan.ranked.front().edge_ms + transfer_ms(input.raw_frame_bytes);
+  for (CutCost& cost : link_plan.ranked) {
+    cost.feasible = !options.deadline_ms || cost.expected_ms <= *options.deadline_ms;
+  }
+  std::stable_sort(link_plan.ranked.begin(), link_plan.ranked.end(),
+                   [](const CutCost& a, const CutCost& b) {
+                     if (a.feasible != b.feasible) return a.feasible;
+                     return a.expected_ms < b.expected_ms;
+                   });
+  link_plan.chosen = link_plan.ranked.front();
+  return link_plan;
+}
+
+// The cuts the bundle carries: every link's chosen interior cut or, when every link keeps the
+// whole model on one side, the middle link's best interior cut (with a note saying so).
+absl::Status ChooseBundleCuts(SplitPlan* plan) {
   std::set<int> cuts;
-  for (const LinkPlan& link_plan : plan.links) {
+  for (const LinkPlan& link_plan : plan->links) {
     const auto& chosen = link_plan.chosen.cut_id;
     if (chosen && *chosen != common::kInputCutId) cuts.insert(*chosen);
   }
   if (cuts.empty()) {
-    const LinkPlan& middle = plan.links[plan.links.size() / 2];
+    const LinkPlan& middle = plan->links[plan->links.size() / 2];
     for (const CutCost& cost : middle.ranked) {
       if (cost.cut_id && *cost.cut_id != common::kInputCutId) {
         cuts.insert(*cost.cut_id);
-        plan.note = absl::StrCat(
+        plan->note = absl::StrCat(
             "every link keeps the whole model on one side; the bundle carries the best interior "
             "cut at ",
             common::FormatBitRate(static_cast<uint64_t>(middle.link.bits_per_second)), " (",
@@ -288,7 +302,29 @@ absl::StatusOr<SplitPlan> PlanSplit(const ModelProfile& device, const ModelProfi
   if (cuts.empty()) {
     return absl::InvalidArgumentError("the profiles have no interior cut to put in a bundle");
   }
-  plan.bundle_cuts.assign(cuts.begin(), cuts.end());
+  plan->bundle_cuts.assign(cuts.begin(), cuts.end());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SplitPlan> PlanSplit(const ModelProfile& device, const ModelProfile& edge,
+                                    const std::vector<CutTransfer>& transfers,
+                                    const PlanOptions& options) {
+  CLEAVE_ASSIGN_OR_RETURN(const SegmentCosts costs, GatherCosts(device, edge, transfers, options));
+  SplitPlan plan;
+  plan.model_file = device.model_file;
+  plan.model_sha256 = device.model_sha256;
+  plan.input_shapes = device.input_shapes;
+  plan.codec = options.codec;
+  plan.device_scale = options.device_scale;
+  plan.deadline_ms = options.deadline_ms;
+  plan.device_machine = device.machine;
+  plan.edge_machine = edge.machine;
+  for (const LinkSpec& link : options.links) {
+    plan.links.push_back(PlanLink(link, device, costs, options));
+  }
+  CLEAVE_RETURN_IF_ERROR(ChooseBundleCuts(&plan));
   return plan;
 }
 

@@ -52,6 +52,8 @@ absl::StatusOr<std::vector<partitioner::ExitExpectation>> ReadExits(const std::s
   return exits;
 }
 
+// Long on purpose: the command's steps in the order a user reads its output (check flags, read
+// profiles, measure frames, plan, print and write); the planning is PlanSplit's.
 absl::Status Plan(const PlanFlags& flags) {
   CLEAVE_ASSIGN_OR_RETURN(auto device, ReadProfile(flags.device_profile));
   CLEAVE_ASSIGN_OR_RETURN(auto edge, ReadProfile(flags.edge_profile));

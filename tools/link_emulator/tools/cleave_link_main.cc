@@ -118,6 +118,8 @@ int Fail(const absl::Status& status) {
 
 }  // namespace
 
+// Long on purpose: one statement per flag, declared in the order --help lists them and
+// copied into LinkEmulatorOptions right there; the emulation itself is LinkEmulator's.
 int main(int argc, char** argv) {
   CLI::App app{
       "cleave-link: relay TCP connections to an upstream server through an emulated link "

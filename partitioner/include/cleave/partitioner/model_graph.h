@@ -84,12 +84,19 @@ class ModelGraph {
  private:
   ModelGraph() = default;
 
-  // Returns a module whose forward runs compute nodes [begin, end): its inputs are the model's
-  // inputs when begin == 0, else the value live at `begin`; it returns `outputs`.
+  // Finds the cut points: positions in the top-level node sequence where exactly one tensor
+  // is live (liveness over compute_), named after the modules on either side, unique names.
+  void FindCuts();
+  // Runs the sample inputs through `original` (the reference output) and through a probe that
+  // returns every cut tensor (their shapes and sizes).
+  absl::Status RunSample(torch::jit::Module& original,
+                         const std::vector<common::Shape>& input_shapes);
   // Fills macs_before / param_bytes_before of every cut and the totals, running the sample
   // once more to learn the operand shapes of the top-level conv / linear / matmul nodes.
   absl::Status EstimateCosts();
 
+  // Returns a module whose forward runs compute nodes [begin, end): its inputs are the model's
+  // inputs when begin == 0, else the value live at `begin`; it returns `outputs`.
   torch::jit::Module BuildSegment(size_t begin, size_t end,
                                   const std::vector<torch::jit::Value*>& outputs,
                                   const std::string& class_name) const;
