@@ -12,7 +12,8 @@
 // and reports p50/p95 latency, bytes per request, accuracy (labelled inputs), offload and
 // exit rates, the ratios the Evaluation issue sets targets for, then a trace run: bandwidth
 // stepping through a schedule while the adaptive runtime serves, next to the oracle cut of
-// each step. Writes JSON, a Markdown report and gnuplot PNGs.
+// each step. Writes JSON, a Markdown report and gnuplot PNGs. Over 500 lines: one benchmark
+// program, its protocol, report and plots together, as docs/PERFORMANCE.md cites it.
 //
 //   split_eval --bundle DIR --edge HOST:PORT --name NAME [--plan plan.json]
 //       [--inputs fashion-mnist|random] [--bandwidths 1mbit,5mbit,20mbit,100mbit]

@@ -1,3 +1,6 @@
+// One file for the whole wire format of a frame (header, every codec's encode and decode,
+// zstd, the checksum), longer than 500 lines on purpose: the frame fuzzer compiles exactly this
+// file (tests/fuzz), and docs/FRAME_FORMAT.md can be checked against one place.
 #include "cleave/common/frame_codec.h"
 
 #include <zlib.h>

@@ -143,11 +143,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       in_flight_ -= writes_.size();
       writes_.clear();
     }
-    if (!writes_.empty()) {
-      writing_ = true;
-      CLEAVE_TSAN_RELEASE(this);
-      StartWrite(&writes_.front().bytes);
-    }
+    MaybeWrite();
     MaybeRead();
     std::optional<grpc::Status> finish = TakeFinish();
     lock.Unlock();
@@ -174,16 +170,20 @@ class StreamReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
       --in_flight_;
     } else {
       writes_.push_back(std::move(write));
-      if (!writing_) {
-        writing_ = true;
-        CLEAVE_TSAN_RELEASE(this);
-        StartWrite(&writes_.front().bytes);
-      }
+      MaybeWrite();
     }
     MaybeRead();
     std::optional<grpc::Status> finish = TakeFinish();
     lock.Unlock();
     FinishWith(std::move(finish));
+  }
+
+  // Starts writing the oldest queued answer unless a write is in flight (gRPC allows one).
+  void MaybeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (writing_ || writes_.empty()) return;
+    writing_ = true;
+    CLEAVE_TSAN_RELEASE(this);
+    StartWrite(&writes_.front().bytes);
   }
 
   // Starts the next read when none is outstanding and the stream has room for a request.

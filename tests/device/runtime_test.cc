@@ -1,3 +1,6 @@
+// The device runtime against real edges (in process, loopback gRPC): placement, fallback,
+// telemetry, lifetimes. About 500 lines: one fixture's tests, which the resilience tests
+// (resilience_test.cc) and the edge client's (edge_client_test.cc) already split off.
 #include "cleave/device/runtime.h"
 
 #include <ATen/ATen.h>
