@@ -434,32 +434,24 @@ absl::StatusOr<HistogramFamily*> MetricsRegistry::AddHistogram(
 
 std::vector<prometheus::MetricFamily> MetricsRegistry::Collect(
     std::vector<const std::string*>* helps) const {
-  std::vector<prometheus::MetricFamily> collected = backend_->Collect();
+  std::map<std::string, prometheus::MetricFamily> collected;
+  for (prometheus::MetricFamily& family : backend_->Collect()) {
+    if (!family.metric.empty()) collected.emplace(family.name, std::move(family));
+  }
   MutexLock lock(&mutex_);
   std::vector<prometheus::MetricFamily> ordered;
-  for (prometheus::MetricFamily& family : collected) {
-    auto ours = families_.find(family.name);
-    if (family.metric.empty() || ours == families_.end()) continue;
+  for (const auto& [name, ours] : families_) {  // a std::map: in name order
+    auto found = collected.find(name);
+    if (found == collected.end()) continue;
     std::visit(
-        [&](const auto& mine) {
-          OrderChildren(mine->label_names(), &family);
-          if (helps != nullptr) helps->push_back(&mine->help());
+        [&](const auto& family) {
+          OrderChildren(family->label_names(), &found->second);
+          if (helps != nullptr) helps->push_back(&family->help());
         },
-        ours->second);
-    ordered.push_back(std::move(family));
+        ours);
+    ordered.push_back(std::move(found->second));
   }
-  std::vector<size_t> order(ordered.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return ordered[a].name < ordered[b].name; });
-  std::vector<prometheus::MetricFamily> sorted;
-  std::vector<const std::string*> sorted_helps;
-  for (size_t i : order) {
-    sorted.push_back(std::move(ordered[i]));
-    if (helps != nullptr) sorted_helps.push_back((*helps)[i]);
-  }
-  if (helps != nullptr) *helps = std::move(sorted_helps);
-  return sorted;
+  return ordered;
 }
 
 std::string MetricsRegistry::RenderPrometheusText() const {
