@@ -126,25 +126,27 @@ absl::StatusOr<std::unique_ptr<EdgeMetrics>> EdgeMetrics::Create(
     CLEAVE_ASSIGN_OR_RETURN(metrics->refusals_[i], refusals->WithLabels({reasons[i]}));
   }
   // Requests for an unknown bundle are only ever refused: no queue, compute or byte series.
-  metrics->unknown_.reset(new BundleMetrics());
-  metrics->unknown_->model_ = "unknown";
-  metrics->unknown_->requests_ = metrics->requests_;
-  metrics->unknown_->request_children_ = std::vector<std::atomic<common::Counter*>>(kCodes);
-  metrics->unknown_->total_seconds_ = Child(metrics->total_seconds_, {"unknown"});
+  metrics->unknown_ = metrics->AnsweredMetrics("unknown", {});
   return metrics;
 }
 
-std::unique_ptr<BundleMetrics> EdgeMetrics::ForBundle(const std::string& model,
-                                                      std::vector<int> cuts) const {
+std::unique_ptr<BundleMetrics> EdgeMetrics::AnsweredMetrics(const std::string& model,
+                                                            std::vector<int> cuts) const {
   std::unique_ptr<BundleMetrics> metrics(new BundleMetrics());
   metrics->model_ = model;
   metrics->cuts_ = std::move(cuts);
   metrics->requests_ = requests_;
   metrics->request_children_ =
       std::vector<std::atomic<common::Counter*>>((metrics->cuts_.size() + 1) * kCodes);
+  metrics->total_seconds_ = Child(total_seconds_, {model});
+  return metrics;
+}
+
+std::unique_ptr<BundleMetrics> EdgeMetrics::ForBundle(const std::string& model,
+                                                      std::vector<int> cuts) const {
+  std::unique_ptr<BundleMetrics> metrics = AnsweredMetrics(model, std::move(cuts));
   metrics->queue_seconds_ = Child(queue_seconds_, {model});
   metrics->compute_seconds_ = Child(compute_seconds_, {model});
-  metrics->total_seconds_ = Child(total_seconds_, {model});
   metrics->batch_size_ = Child(batch_size_, {model});
   metrics->received_bytes_ = Child(received_bytes_, {model});
   metrics->decoded_bytes_ = Child(decoded_bytes_, {model});

@@ -84,6 +84,10 @@ class EdgeMetrics {
 
  private:
   explicit EdgeMetrics(common::MetricsRegistry* registry) : registry_(registry) {}
+  // The children every answered request updates (requests and total time) for `model`: all an
+  // unknown bundle's refusals need; ForBundle adds the rest.
+  [[nodiscard]] std::unique_ptr<BundleMetrics> AnsweredMetrics(const std::string& model,
+                                                               std::vector<int> cuts) const;
 
   common::MetricsRegistry* registry_;
   common::CounterFamily* requests_ = nullptr;
