@@ -9,8 +9,8 @@
 #                                                device and link-emulator tests (the code with
 #                                                threads of its own; docs/RELIABILITY.md)
 #   scripts/sanitize.sh ci      [CTEST_REGEX]   ASan + UBSan, gcc, build-asan-ci/: only the
-#                                                common, edge and device tests and what they
-#                                                need (what CI runs: scripts/test.sh)
+#                                                common, edge, device and trust tests and what
+#                                                they need (what CI runs: scripts/test.sh)
 #
 # CTEST_REGEX selects tests (ctest -R); default: all. Reports from LibTorch's and gRPC's own
 # code are suppressed in tests/sanitizers/*.supp (each entry says why); ours never are.
@@ -32,8 +32,9 @@ case "$kind" in
     ;;
   ci)
     build=build-asan-ci kind=address compiler=g++
-    targets=(cleave_common_tests cleave_edge_server_tests cleave_device_tests cleave-edge)
-    labels='^cleave_(common|edge_server|device)_tests$'
+    targets=(cleave_common_tests cleave_edge_server_tests cleave_device_tests cleave_trust_tests
+      cleave-edge cleave)
+    labels='^cleave_(common|edge_server|device|trust)_tests$'
     ;;
   *) echo "sanitize.sh: unknown kind '$kind' (address, thread, thread-threaded or ci)" >&2; exit 2 ;;
 esac

@@ -13,10 +13,37 @@
 namespace cleave::common {
 namespace {
 
-// Reads a bundle file and checks it against the hash the manifest gives for it.
-absl::StatusOr<std::string> ReadVerified(const std::string& dir, const FileRef& ref) {
+// Reads a bundle file and checks it against the size and hash the manifest gives for it,
+// decrypting it in memory with `key` when it is stored encrypted; its size on disk is checked
+// before it is read. REQUIRES: `key` is the manifest's key when the file is encrypted
+// (CheckBundleKey).
+absl::StatusOr<std::string> ReadVerified(const std::string& dir, const FileRef& ref,
+                                         const BundleKey* key) {
   const std::string path = (std::filesystem::path(dir) / ref.file).string();
-  CLEAVE_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+  const std::optional<int64_t> stored = ref.encrypted_size ? ref.encrypted_size : ref.size;
+  if (stored.has_value()) {
+    std::error_code error;
+    const uintmax_t size = std::filesystem::file_size(path, error);
+    if (!error && size != static_cast<uintmax_t>(*stored)) {
+      return absl::DataLossError(absl::StrCat(path, ": ", size,
+                                              " bytes does not match the manifest's ", *stored,
+                                              ref.encrypted_size ? " (truncated?)" : ""));
+    }
+  }
+  CLEAVE_ASSIGN_OR_RETURN(
+      std::string bytes,
+      ReadFile(path, stored.has_value() ? static_cast<uint64_t>(*stored) : kMaxFileBytes));
+  if (ref.encrypted_size) {
+    if (key == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(path, " is encrypted: give its key"));
+    }
+    auto opened = key->Open(bytes, ref.file, ref.sha256);
+    if (!opened.ok()) {
+      return absl::Status(opened.status().code(),
+                          absl::StrCat(dir, "/", opened.status().message()));
+    }
+    bytes = *std::move(opened);
+  }
   if (const std::string actual = Sha256Hex(bytes); actual != ref.sha256) {
     return absl::DataLossError(
         absl::StrCat(path, ": SHA-256 ", actual, " does not match the manifest's ", ref.sha256));
@@ -24,11 +51,30 @@ absl::StatusOr<std::string> ReadVerified(const std::string& dir, const FileRef& 
   return bytes;
 }
 
+// OK when `key` can open the bundle's encrypted files (or it has none).
+absl::Status CheckBundleKey(const std::string& dir, const BundleManifest& manifest,
+                            const BundleKey* key) {
+  if (manifest.encryption_key_id.empty()) return absl::OkStatus();
+  if (key == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("bundle ", manifest.name, " in ", dir, " is encrypted (key id ",
+                     manifest.encryption_key_id, "): give its key (--bundle-key)"));
+  }
+  if (key->id() != manifest.encryption_key_id) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the bundle key ", key->path(), " (key id ", key->id(),
+                     ") is not the key bundle ", manifest.name, " in ", dir,
+                     " was encrypted with (key id ", manifest.encryption_key_id, ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<at::Tensor>> ReadFrames(const std::string& dir,
-                                                   const std::vector<FileRef>& refs) {
+                                                   const std::vector<FileRef>& refs,
+                                                   const BundleKey* key) {
   std::vector<at::Tensor> tensors;
   for (const FileRef& ref : refs) {
-    CLEAVE_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, ref));
+    CLEAVE_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, ref, key));
     auto tensor = DecodeFrame(bytes);
     if (!tensor.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(ref.file, ": ", tensor.status().message()));
@@ -47,30 +93,53 @@ absl::StatusOr<std::shared_ptr<const Bundle>> Bundle::Load(const std::string& di
   if (!text.ok()) {
     return absl::NotFoundError(absl::StrCat(dir, " is not a bundle: ", text.status().message()));
   }
+  // Under a trust policy nothing but signed bytes is parsed.
+  if (options.trust != nullptr) CLEAVE_RETURN_IF_ERROR(options.trust->CheckSignatures(dir, *text));
   CLEAVE_ASSIGN_OR_RETURN(BundleManifest manifest, BundleManifest::FromJson(*text, manifest_path));
+  if (options.trust != nullptr) {
+    CLEAVE_RETURN_IF_ERROR(options.trust->CheckManifest(dir, BundleIdOf(*text), manifest));
+  }
+  CLEAVE_RETURN_IF_ERROR(CheckBundleKey(dir, manifest, options.key.get()));
 
   std::shared_ptr<Bundle> bundle(new Bundle());
   bundle->dir_ = dir;
   bundle->id_ = BundleIdOf(*text);
+  bundle->key_ = options.key;
+  const BundleKey* key = options.key.get();
   const size_t count =
       std::min(manifest.segments.size(), options.max_segments.value_or(manifest.segments.size()));
   for (size_t i = 0; i < count; ++i) {
     const FileRef& ref = manifest.segments[i].module;
-    CLEAVE_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, ref));
+    CLEAVE_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, ref, key));
     CLEAVE_ASSIGN_OR_RETURN(torch::jit::Module module, LoadTorchScriptFromBytes(bytes, ref.file));
     if (options.optimize_for_inference) module = OptimizeForInference(std::move(module));
     bundle->segments_.push_back(std::move(module));
   }
   for (const ExitInfo& exit : manifest.exits) {
-    CLEAVE_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, exit.head));
+    CLEAVE_ASSIGN_OR_RETURN(std::string bytes, ReadVerified(dir, exit.head, key));
     CLEAVE_ASSIGN_OR_RETURN(torch::jit::Module head,
                             LoadTorchScriptFromBytes(bytes, exit.head.file));
     if (options.optimize_for_inference) head = OptimizeForInference(std::move(head));
     bundle->exit_heads_.emplace(exit.cut_id, std::move(head));
   }
+  if (options.trust != nullptr) {
+    // Whoever accepts this version (TrustPolicy::Accept) vouches for every file of it: the
+    // segments not loaded and the verification frames are checked now too.
+    std::vector<const FileRef*> unread;
+    for (size_t i = count; i < manifest.segments.size(); ++i) {
+      unread.push_back(&manifest.segments[i].module);
+    }
+    for (const FileRef& ref : manifest.verification.inputs) unread.push_back(&ref);
+    for (const FileRef& ref : manifest.verification.outputs) unread.push_back(&ref);
+    for (const FileRef* ref : unread) CLEAVE_RETURN_IF_ERROR(ReadVerified(dir, *ref, key).status());
+  }
   bundle->manifest_ = std::move(manifest);
   if (options.measure_forward_memory) CLEAVE_RETURN_IF_ERROR(bundle->MeasureForwardMemory());
   return std::shared_ptr<const Bundle>(std::move(bundle));
+}
+
+absl::StatusOr<std::vector<at::Tensor>> Bundle::ReadVerificationInputs() const {
+  return ReadFrames(dir_, manifest_.verification.inputs, key_.get());
 }
 
 absl::StatusOr<size_t> Bundle::SegmentStartingAt(int cut_id) const {
@@ -135,7 +204,7 @@ absl::Status Bundle::MeasureForwardMemory() {
   }
   if (manifest_.verification.inputs.empty()) return absl::OkStatus();  // nothing to run
   CLEAVE_ASSIGN_OR_RETURN(std::vector<at::Tensor> inputs,
-                          ReadFrames(dir_, manifest_.verification.inputs));
+                          ReadFrames(dir_, manifest_.verification.inputs, key_.get()));
   std::vector<c10::IValue> values(inputs.begin(), inputs.end());
   const size_t last = segments_.size() - 1;
   for (size_t s = 0; s < segments_.size(); ++s) {
@@ -224,9 +293,9 @@ absl::StatusOr<double> Bundle::Verify() const {
     return absl::FailedPreconditionError("Verify needs every segment loaded");
   }
   CLEAVE_ASSIGN_OR_RETURN(std::vector<at::Tensor> inputs,
-                          ReadFrames(dir_, manifest_.verification.inputs));
+                          ReadFrames(dir_, manifest_.verification.inputs, key_.get()));
   CLEAVE_ASSIGN_OR_RETURN(std::vector<at::Tensor> expected,
-                          ReadFrames(dir_, manifest_.verification.outputs));
+                          ReadFrames(dir_, manifest_.verification.outputs, key_.get()));
   std::vector<c10::IValue> values(inputs.begin(), inputs.end());
   CLEAVE_ASSIGN_OR_RETURN(c10::IValue output, RunSegments(0, segments_.size() - 1, values));
   std::vector<at::Tensor> actual;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>  // renameat2, RENAME_EXCHANGE (glibc, _GNU_SOURCE)
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "cleave/common/status_macros.h"
 
 namespace cleave::common {
@@ -214,6 +216,45 @@ absl::Status StagedFolder::Commit() {
   committed_ = true;
   CLEAVE_RETURN_IF_ERROR(SyncPath(ParentOf(target_), /*folder=*/true));
   fs::remove_all(old_, error);
+  return absl::OkStatus();
+}
+
+absl::Status WriteNewFile(const std::string& path, absl::string_view contents, unsigned int mode) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) {
+    if (errno == EEXIST) {
+      return absl::AlreadyExistsError(absl::StrCat(path, " exists; refusing to overwrite it"));
+    }
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+  }
+  size_t written = 0;
+  while (written < contents.size()) {
+    const ssize_t n = write(fd, contents.data() + written, contents.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    written += static_cast<size_t>(n);
+  }
+  const bool ok = written == contents.size() && fsync(fd) == 0;
+  close(fd);
+  if (!ok) return absl::DataLossError(absl::StrCat("error writing ", path));
+  return absl::OkStatus();
+}
+
+absl::Status CheckPrivateFile(const std::string& path, absl::string_view what) {
+  struct stat info {};
+  if (stat(path.c_str(), &info) != 0) {
+    return absl::NotFoundError(
+        absl::StrCat(what, " ", path, " cannot be read: ", std::strerror(errno)));
+  }
+  if (!S_ISREG(info.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " ", path, " is not a regular file"));
+  }
+  if ((info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s %s is accessible to its group or others (mode %03o); chmod 600 it",
+                        what, path, info.st_mode & 0777));
+  }
   return absl::OkStatus();
 }
 

@@ -6,7 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cleave/common/bundle_crypto.h"
 #include "cleave/common/confidence.h"
+#include "cleave/common/files.h"
 #include "cleave/common/sha256.h"
 #include "cleave/common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -17,12 +19,22 @@ namespace {
 using nlohmann::json;
 
 constexpr char kFormatName[] = "cleave.bundle";
+constexpr char kBundleCipher[] = "aes-256-gcm";
 
 json ToJson(const TensorSpec& spec) {
   return json{{"shape", spec.shape}, {"dtype", DtypeName(spec.dtype)}};
 }
 
-json ToJson(const FileRef& ref) { return json{{"file", ref.file}, {"sha256", ref.sha256}}; }
+// A file reference's fields, added to `object` (segments and exits carry them inline).
+json WithFileRef(json object, const FileRef& ref) {
+  object["file"] = ref.file;
+  object["sha256"] = ref.sha256;
+  if (ref.size) object["size"] = *ref.size;
+  if (ref.encrypted_size) object["encrypted_size"] = *ref.encrypted_size;
+  return object;
+}
+
+json ToJson(const FileRef& ref) { return WithFileRef(json::object(), ref); }
 
 json CodecJson(const CodecSpec& spec) {
   json ranges = json::array();
@@ -60,7 +72,10 @@ TensorSpec TensorSpecFromJson(const json& j) {
 }
 
 FileRef FileRefFromJson(const json& j) {
-  return FileRef{j.at("file").get<std::string>(), j.at("sha256").get<std::string>()};
+  FileRef ref{j.at("file").get<std::string>(), j.at("sha256").get<std::string>(), std::nullopt};
+  if (j.contains("size")) ref.size = j.at("size").get<int64_t>();
+  if (j.contains("encrypted_size")) ref.encrypted_size = j.at("encrypted_size").get<int64_t>();
+  return ref;
 }
 
 template <typename T, typename Parse>
@@ -90,6 +105,17 @@ absl::Status CheckFileRef(const FileRef& ref, absl::string_view what) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " file '", ref.file, "' has a malformed sha256 '", ref.sha256, "'"));
   }
+  constexpr int64_t kMaxSize = static_cast<int64_t>(kMaxFileBytes);
+  if ((ref.size && (*ref.size < 0 || *ref.size > kMaxSize)) ||
+      (ref.encrypted_size && (*ref.encrypted_size < 0 || *ref.encrypted_size > kMaxSize))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " file '", ref.file, "' has a size outside 0..", kMaxSize));
+  }
+  if (ref.encrypted_size &&
+      (!ref.size || *ref.encrypted_size != *ref.size + static_cast<int64_t>(kSealOverhead))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " file '", ref.file, "': encrypted_size must be size + ", kSealOverhead));
+  }
   return absl::OkStatus();
 }
 
@@ -102,14 +128,14 @@ std::string CutLabel(std::optional<int> cut) {
 std::string BundleManifest::ToJson() const {
   json segments_json = json::array();
   for (const SegmentInfo& segment : segments) {
-    segments_json.push_back({{"file", segment.module.file},
-                             {"sha256", segment.module.sha256},
-                             {"begin_cut", segment.begin_cut},
-                             {"end_cut", segment.end_cut ? json(*segment.end_cut) : json()},
-                             {"inputs", ToJsonArray(segment.inputs)},
-                             {"outputs", ToJsonArray(segment.outputs)},
-                             {"macs", segment.macs},
-                             {"param_bytes", segment.param_bytes}});
+    segments_json.push_back(
+        WithFileRef({{"begin_cut", segment.begin_cut},
+                     {"end_cut", segment.end_cut ? json(*segment.end_cut) : json()},
+                     {"inputs", ToJsonArray(segment.inputs)},
+                     {"outputs", ToJsonArray(segment.outputs)},
+                     {"macs", segment.macs},
+                     {"param_bytes", segment.param_bytes}},
+                    segment.module));
   }
   json cuts_json = json::array();
   for (const CutInfo& cut : cuts) {
@@ -122,20 +148,21 @@ std::string BundleManifest::ToJson() const {
   }
   json exits_json = json::array();
   for (const ExitInfo& exit : exits) {
-    exits_json.push_back({{"cut", exit.cut_id},
-                          {"file", exit.head.file},
-                          {"sha256", exit.head.sha256},
-                          {"kind", exit.kind},
-                          {"macs", exit.macs},
-                          {"temperature", exit.temperature},
-                          {"score", exit.score},
-                          {"threshold", exit.threshold ? json(*exit.threshold) : json()},
-                          {"exit_rate", exit.exit_rate ? json(*exit.exit_rate) : json()}});
+    exits_json.push_back(
+        WithFileRef({{"cut", exit.cut_id},
+                     {"kind", exit.kind},
+                     {"macs", exit.macs},
+                     {"temperature", exit.temperature},
+                     {"score", exit.score},
+                     {"threshold", exit.threshold ? json(*exit.threshold) : json()},
+                     {"exit_rate", exit.exit_rate ? json(*exit.exit_rate) : json()}},
+                    exit.head));
   }
-  const json document = {
+  json document = {
       {"format", kFormatName},
       {"format_version", kFormatVersion},
       {"name", name},
+      {"version", version},
       {"source", {{"file", source.file}, {"sha256", source.sha256}}},
       {"inputs", ToJsonArray(inputs)},
       {"input_codec", CodecJson(input_codec)},
@@ -148,6 +175,10 @@ std::string BundleManifest::ToJson() const {
         {"rtol", verification.rtol},
         {"atol", verification.atol}}},
   };
+  if (expires) document["expires"] = FormatExpiry(*expires);
+  if (!encryption_key_id.empty()) {
+    document["encryption"] = {{"cipher", kBundleCipher}, {"key_id", encryption_key_id}};
+  }
   return document.dump(2) + "\n";
 }
 
@@ -167,6 +198,32 @@ absl::StatusOr<BundleManifest> BundleManifest::FromJson(absl::string_view text,
                                                      kFormatVersion, ")"));
     }
     manifest.name = j.at("name").get<std::string>();
+    if (j.contains("version")) {
+      if (!j.at("version").is_number_unsigned()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(origin, ": \"version\" must be a positive integer"));
+      }
+      manifest.version = j.at("version").get<uint64_t>();
+    }
+    if (j.contains("expires")) {
+      const std::string text = j.at("expires").get<std::string>();
+      absl::Time expires;
+      std::string error;
+      if (!absl::ParseTime(absl::RFC3339_full, text, &expires, &error)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            origin, ": \"expires\" must be an RFC 3339 time such as 2027-06-01T00:00:00Z, not '",
+            text, "'"));
+      }
+      manifest.expires = expires;
+    }
+    if (j.contains("encryption")) {
+      const json& encryption = j.at("encryption");
+      if (encryption.at("cipher").get<std::string>() != kBundleCipher) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(origin, ": encryption.cipher must be \"", kBundleCipher, "\""));
+      }
+      manifest.encryption_key_id = encryption.at("key_id").get<std::string>();
+    }
     manifest.source = FileRef{j.at("source").at("file").get<std::string>(),
                               j.at("source").at("sha256").get<std::string>()};
     manifest.inputs = ArrayFromJson<TensorSpec>(j.at("inputs"), TensorSpecFromJson);
@@ -221,6 +278,13 @@ absl::StatusOr<BundleManifest> BundleManifest::FromJson(absl::string_view text,
 
 absl::Status BundleManifest::Validate() const {
   if (segments.empty()) return absl::InvalidArgumentError("bundle has no segments");
+  if (version == 0) return absl::InvalidArgumentError("bundle version must be at least 1");
+  for (const FileRef* ref : FileRefs()) {
+    if (ref->encrypted_size && encryption_key_id.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "file '", ref->file, "' is encrypted but the manifest names no encryption key"));
+    }
+  }
   if (segments.size() != cuts.size() + 1) {
     return absl::InvalidArgumentError(absl::StrCat("bundle lists ", cuts.size(), " cuts but ",
                                                    segments.size(), " segments; expected ",
@@ -297,11 +361,25 @@ absl::Status BundleManifest::Validate() const {
 
 std::vector<std::string> BundleManifest::Files() const {
   std::vector<std::string> files;
-  for (const SegmentInfo& segment : segments) files.push_back(segment.module.file);
-  for (const ExitInfo& exit : exits) files.push_back(exit.head.file);
-  for (const FileRef& ref : verification.inputs) files.push_back(ref.file);
-  for (const FileRef& ref : verification.outputs) files.push_back(ref.file);
+  for (const FileRef* ref : FileRefs()) files.push_back(ref->file);
   return files;
+}
+
+std::vector<const FileRef*> BundleManifest::FileRefs() const {
+  std::vector<const FileRef*> refs;
+  for (const SegmentInfo& segment : segments) refs.push_back(&segment.module);
+  for (const ExitInfo& exit : exits) refs.push_back(&exit.head);
+  for (const FileRef& ref : verification.inputs) refs.push_back(&ref);
+  for (const FileRef& ref : verification.outputs) refs.push_back(&ref);
+  return refs;
+}
+
+FileRef FileRefFor(std::string file, absl::string_view bytes) {
+  return FileRef{std::move(file), Sha256Hex(bytes), static_cast<int64_t>(bytes.size())};
+}
+
+std::string FormatExpiry(absl::Time time) {
+  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%SZ", time, absl::UTCTimeZone());
 }
 
 const CutInfo* BundleManifest::FindCut(int id) const {

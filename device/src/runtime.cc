@@ -81,6 +81,12 @@ absl::Status Runtime::Impl::Initialize(const std::string& bundle_dir,
   common::Bundle::LoadOptions load;
   load.max_segments = options.device_segments;
   load.optimize_for_inference = options.optimize_segments;
+  if (options.trust.enabled()) {
+    CLEAVE_ASSIGN_OR_RETURN(load.trust, common::TrustPolicy::Create(options.trust));
+  }
+  if (!options.bundle_key_file.empty()) {
+    CLEAVE_ASSIGN_OR_RETURN(load.key, common::BundleKey::Read(options.bundle_key_file));
+  }
   CLEAVE_ASSIGN_OR_RETURN(bundle_, common::Bundle::Load(bundle_dir, load));
   const common::BundleManifest& manifest = bundle_->manifest();
   const size_t segments = manifest.segments.size();
@@ -116,28 +122,26 @@ absl::Status Runtime::Impl::Initialize(const std::string& bundle_dir,
   estimates_ = std::make_unique<RuntimeEstimates>(
       manifest, [this](int cut) -> const common::CodecSpec& { return CodecFor(cut); },
       options.edge_speedup_prior);
-  WarmUp(bundle_dir);
+  WarmUp();
+  // Every check passed: the version is recorded as accepted right before the runtime serves it.
+  if (load.trust != nullptr) CLEAVE_RETURN_IF_ERROR(load.trust->Accept(manifest, bundle_->id()));
   return absl::OkStatus();
 }
 
-void Runtime::Impl::WarmUp(const std::string& bundle_dir) {
+void Runtime::Impl::WarmUp() {
   // The warm-up runs the stored sample through the held segments a few times: TorchScript
   // optimizes a graph over its first runs, so only the median of the later rounds speaks for
   // the device's speed. An estimate that starts too high would keep the policy offloading and
   // never be corrected by a local run. It also takes TorchScript's first-run cost out of the
   // first real request.
-  const common::BundleManifest& manifest = bundle_->manifest();
-  if (manifest.verification.inputs.empty()) return;
-  auto sample = common::ReadFile(
-      (std::filesystem::path(bundle_dir) / manifest.verification.inputs[0].file).string());
-  if (!sample.ok()) return;
-  auto input = common::DecodeFrame(*sample);
-  if (!input.ok()) return;
+  auto inputs = bundle_->ReadVerificationInputs();
+  if (!inputs.ok() || inputs->empty()) return;
+  const at::Tensor& input = inputs->front();
   constexpr int kRounds = 6, kSettling = 2;
   const size_t held = bundle_->num_loaded_segments();
   std::vector<std::vector<double>> rounds(held);
   for (int round = 0; round < kRounds; ++round) {
-    c10::IValue value = *input;
+    c10::IValue value = input;
     for (size_t i = 0; i < held; ++i) {
       const Clock::time_point start = Clock::now();
       auto out = bundle_->RunSegments(i, i, {value});

@@ -92,7 +92,7 @@ class Runtime::Impl {
   Impl() = default;
   absl::Status Initialize(const std::string& bundle_dir, const RuntimeOptions& options);
   // Measures the held segments on the bundle's verification sample.
-  void WarmUp(const std::string& bundle_dir);
+  void WarmUp();
 
   // Steps of one call (call_flow.cc).
   std::shared_ptr<Call> NewCall(at::Tensor input, InferOptions options,

@@ -28,6 +28,7 @@
 #include "cleave/common/torchscript_io.h"
 #include "cleave/device/pipeline.h"
 #include "cleave/device/runtime.h"
+#include "common/src/trust_flags.h"
 #include "nlohmann/json.hpp"
 
 namespace {
@@ -41,6 +42,8 @@ struct RunOptions {
   std::vector<std::string> edges;
   std::string load_balancing;
   std::string cut;
+  cleave::common::TrustOptions trust;
+  std::string bundle_key;
   int device_segments = 0;
   int64_t limit = 1000;
   int show = 5;
@@ -243,6 +246,8 @@ absl::Status Run(const RunOptions& run) {
   options.threads = static_cast<size_t>(run.threads);
   options.device_slowdown = run.device_slowdown;
   options.optimize_segments = !run.no_optimize;
+  options.trust = run.trust;
+  options.bundle_key_file = run.bundle_key;
   CLEAVE_ASSIGN_OR_RETURN(auto runtime, cleave::device::Runtime::Create(run.bundle, options));
   CLEAVE_ASSIGN_OR_RETURN(Inputs inputs, LoadInputs(run));
   std::optional<at::Tensor> expected;
@@ -368,9 +373,13 @@ int main(int argc, char** argv) {
   app.add_flag("--no-optimize", run.no_optimize,
                "run segments as stored (no conv-bn folding / oneDNN rewrite at load)");
   app.add_flag("--json", run.json, "print the summary as JSON");
+  cleave::common::TrustFlags trust;
+  trust.AddTo(app);
   CLI11_PARSE(app, argc, argv);
   at::set_num_threads(1);
-  if (absl::Status status = Run(run); !status.ok()) {
+  absl::Status status = trust.ApplyTo(app, &run.trust, &run.bundle_key);
+  if (status.ok()) status = Run(run);
+  if (!status.ok()) {
     std::cerr << "cleave-device: error: " << status.message() << "\n";
     return 1;
   }

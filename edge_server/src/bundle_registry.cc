@@ -62,6 +62,11 @@ absl::StatusOr<std::unique_ptr<BundleRegistry>> BundleRegistry::LoadFrom(
 BundleRegistry::Changes BundleRegistry::Rescan() {
   Changes changes;
   std::map<std::string, std::string> seen;  // folder -> id found now
+  struct Pending {
+    std::string dir, id;
+    uint64_t version = 0;
+  };
+  std::vector<Pending> pending;
   for (const std::string& dir : BundleFolders(root_)) {
     auto manifest =
         common::ReadFile((fs::path(dir) / "manifest.json").string(), common::kMaxTextFileBytes);
@@ -72,6 +77,17 @@ BundleRegistry::Changes BundleRegistry::Rescan() {
       seen[dir] = id;
       continue;
     }
+    auto parsed = common::BundleManifest::FromJson(*manifest, dir);
+    pending.push_back({dir, id, parsed.ok() ? parsed->version : 0});
+  }
+  // Newest versions first: under a trust policy an older version of a name is refused once a
+  // newer one is accepted, so every scan (and every restart) refuses the same folders.
+  std::stable_sort(pending.begin(), pending.end(),
+                   [](const Pending& a, const Pending& b) { return a.version > b.version; });
+  for (const Pending& candidate : pending) {
+    const std::string& dir = candidate.dir;
+    const std::string& id = candidate.id;
+    auto known = dir_ids_.find(dir);
     // New or changed: load and verify before it replaces anything.
     auto bundle = common::Bundle::Load(dir, load_);
     absl::Status status = bundle.status();
@@ -79,9 +95,14 @@ BundleRegistry::Changes BundleRegistry::Rescan() {
       status = absl::AbortedError("manifest changed while loading; retrying on the next scan");
     }
     if (status.ok()) status = (*bundle)->Verify().status();
+    // Every check passed: the version is recorded as accepted right before it is served.
+    if (status.ok() && load_.trust != nullptr) {
+      status = load_.trust->Accept((*bundle)->manifest(), id);
+    }
     if (!status.ok()) {
       ++changes.refused;
       const std::string message(status.message());
+      changes.refusals[dir] = message;
       if (dir_refusals_[dir] != message) {  // log each distinct problem once
         Log(LogLevel::kError, "bundle_refused", {{"dir", dir}, {"error", message}});
         dir_refusals_[dir] = message;

@@ -11,6 +11,7 @@
 #include "cleave/common/machine.h"
 #include "cleave/common/mutex.h"
 #include "cleave/common/status_macros.h"
+#include "cleave/common/units.h"
 #include "nlohmann/json.hpp"
 
 namespace cleave::edge_server {
@@ -41,6 +42,29 @@ absl::Status ReadBatching(const std::string& path, const std::string& where, con
       if (value.get<int64_t>() < 0) return ConfigError(path, where + ".max_queue_delay_us < 0");
     } else if (key != "models") {
       return ConfigError(path, absl::StrCat("unknown key ", where, ".", key));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// "trust": {"dir": ..., "threshold": K, "state_file": ..., "clock_slack": "1h"}.
+absl::Status ReadTrust(const std::string& path, const json& j, common::TrustOptions* trust) {
+  for (const auto& [key, value] : j.items()) {
+    if (key == "dir") {
+      trust->dir = value.get<std::string>();
+    } else if (key == "threshold") {
+      trust->threshold = value.get<int>();
+      if (trust->threshold < 1) return ConfigError(path, "trust.threshold < 1");
+    } else if (key == "state_file") {
+      trust->state_file = value.get<std::string>();
+    } else if (key == "clock_slack") {
+      auto slack = common::ParseDuration(value.get<std::string>());
+      if (!slack.ok()) {
+        return ConfigError(path, absl::StrCat("trust.clock_slack: ", slack.status().message()));
+      }
+      trust->clock_slack = absl::FromChrono(*slack);
+    } else {
+      return ConfigError(path, absl::StrCat("unknown key trust.", key));
     }
   }
   return absl::OkStatus();
@@ -90,6 +114,10 @@ absl::Status ApplyConfigFile(const std::string& path, EdgeServerOptions* options
         }
       } else if (key == "watch_interval_ms") {
         options->watch_interval = std::chrono::milliseconds(value.get<int64_t>());
+      } else if (key == "bundle_key") {
+        options->bundle_key_file = value.get<std::string>();
+      } else if (key == "trust") {
+        CLEAVE_RETURN_IF_ERROR(ReadTrust(path, value, &options->trust));
       } else if (key == "batching") {
         CLEAVE_RETURN_IF_ERROR(ReadBatching(path, "batching", value, &options->default_batching));
         const json models = value.value("models", json::object());
@@ -120,6 +148,19 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeServerOp
   common::Bundle::LoadOptions load;
   load.optimize_for_inference = options.optimize_segments;
   load.measure_forward_memory = true;  // what admission charges requests for
+  if (!options.bundle_key_file.empty()) {
+    CLEAVE_ASSIGN_OR_RETURN(load.key, common::BundleKey::Read(options.bundle_key_file));
+  }
+  if (options.trust.enabled()) {
+    CLEAVE_ASSIGN_OR_RETURN(load.trust, common::TrustPolicy::Create(options.trust));
+    common::Log(common::LogLevel::kInfo, "bundles_verified",
+                {{"trust", options.trust.dir},
+                 {"keys", absl::StrCat(load.trust->num_keys())},
+                 {"threshold", absl::StrCat(load.trust->threshold())}});
+  } else {
+    common::Log(common::LogLevel::kWarning, "bundles_not_verified",
+                {{"why", "no trust folder (--trust): any bundle in the folder is served"}});
+  }
   CLEAVE_ASSIGN_OR_RETURN(server->registry_, BundleRegistry::LoadFrom(options.bundles_dir, load,
                                                                       server->metrics_.get()));
   AdmissionOptions admission;

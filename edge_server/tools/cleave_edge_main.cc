@@ -10,6 +10,7 @@
 #include "cleave/common/files.h"
 #include "cleave/common/machine.h"
 #include "cleave/edge_server/edge_server.h"
+#include "common/src/trust_flags.h"
 
 // Long on purpose: one statement per flag, declared in the order --help lists them and
 // copied into EdgeServerOptions right there; the serving itself is EdgeServer's.
@@ -68,6 +69,8 @@ int main(int argc, char** argv) {
                  "rescan the bundle folder this often (0: never)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--port-file", port_file, "write the bound gRPC port here once serving");
+  cleave::common::TrustFlags trust;
+  trust.AddTo(app);
   bool no_optimize = false;
   app.add_flag("--no-optimize", no_optimize,
                "run segments as stored (no conv-bn folding / oneDNN rewrite at load)");
@@ -103,6 +106,10 @@ int main(int argc, char** argv) {
   }
   if (given("--watch-interval-ms")) {
     options.watch_interval = std::chrono::milliseconds(watch_interval_ms);
+  }
+  if (auto status = trust.ApplyTo(app, &options.trust, &options.bundle_key_file); !status.ok()) {
+    std::cerr << "cleave-edge: error: " << status.message() << "\n";
+    return 1;
   }
   if (options.bundles_dir.empty()) {
     std::cerr

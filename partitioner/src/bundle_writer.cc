@@ -5,7 +5,6 @@
 #include "absl/strings/str_cat.h"
 #include "cleave/common/bundle.h"
 #include "cleave/common/files.h"
-#include "cleave/common/sha256.h"
 #include "cleave/common/status_macros.h"
 #include "cleave/common/tensor_frame.h"
 #include "cleave/common/torchscript_io.h"
@@ -23,7 +22,7 @@ absl::StatusOr<common::FileRef> WriteBundleFile(common::StagedFolder& staged,
                                                 const std::string& relative,
                                                 const std::string& bytes) {
   CLEAVE_RETURN_IF_ERROR(staged.Write(relative, bytes));
-  return common::FileRef{relative, common::Sha256Hex(bytes)};
+  return common::FileRefFor(relative, bytes);
 }
 
 // Refuses a `dir` that is neither missing, empty nor a bundle, so a typo never replaces

@@ -10,9 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "cleave/common/files.h"
-#include "cleave/common/sha256.h"
 #include "cleave/common/status_macros.h"
 #include "cleave/common/torchscript_io.h"
+#include "cleave/common/trust.h"
 #include "cleave/partitioner/script_modules.h"
 
 namespace cleave::partitioner {
@@ -199,6 +199,10 @@ absl::StatusOr<std::string> RewriteManifest(const std::string& dir,
                                             const common::BundleManifest& manifest) {
   CLEAVE_RETURN_IF_ERROR(manifest.Validate());
   const std::string json = manifest.ToJson();
+  // Signatures covered the old bytes: they go first, so the bundle is never left signed for
+  // bytes nobody signed (`cleave sign` signs the new ones).
+  std::error_code error;
+  std::filesystem::remove(std::filesystem::path(dir) / common::kSignaturesFile, error);
   CLEAVE_RETURN_IF_ERROR(
       common::WriteFileAtomically((std::filesystem::path(dir) / "manifest.json").string(), json));
   return common::BundleIdOf(json);
@@ -223,7 +227,7 @@ absl::StatusOr<std::string> AddExitsToBundle(const std::string& dir,
     written.insert(file);
     common::ExitInfo exit;
     exit.cut_id = cut_ids[i];
-    exit.head = {file, common::Sha256Hex(bytes)};
+    exit.head = common::FileRefFor(file, bytes);
     exit.kind = HeadKindName(kind);
     const common::CutInfo* cut = manifest.FindCut(cut_ids[i]);
     if (cut == nullptr) {

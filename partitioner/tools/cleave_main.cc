@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   cleave::cli::AddVerifyCommand(app, &status);
   cleave::cli::AddTrainReferenceCommand(app, &status);
   cleave::cli::AddExitsCommand(app, &status);
+  cleave::cli::AddKeygenCommand(app, &status);
+  cleave::cli::AddEncryptCommand(app, &status);
+  cleave::cli::AddSignCommand(app, &status);
   CLI11_PARSE(app, argc, argv);
   if (!status.ok()) {
     std::cerr << "cleave: error: " << status.message() << "\n";

@@ -23,6 +23,9 @@ void AddPlanCommand(CLI::App& app, absl::Status* status);
 void AddVerifyCommand(CLI::App& app, absl::Status* status);
 void AddTrainReferenceCommand(CLI::App& app, absl::Status* status);
 void AddExitsCommand(CLI::App& app, absl::Status* status);
+void AddKeygenCommand(CLI::App& app, absl::Status* status);
+void AddSignCommand(CLI::App& app, absl::Status* status);
+void AddEncryptCommand(CLI::App& app, absl::Status* status);
 
 // What `cleave split` takes; `cleave exits train` on a model file splits it the same way.
 struct SplitFlags {

@@ -17,7 +17,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cleave/common/bundle_crypto.h"
 #include "cleave/common/manifest.h"
+#include "cleave/common/trust.h"
 
 namespace cleave::common {
 
@@ -33,11 +35,20 @@ class Bundle {
     // Measure what a forward from each cut allocates, on the verification sample at its batch
     // and at twice it (ForwardBytes): what an edge charges requests for. Needs every segment.
     bool measure_forward_memory = false;
+    // When set, the bundle must pass this policy's checks (signatures before its manifest is
+    // parsed; expiry, version and the folder's contents before any other file is read) and
+    // every file it lists must match its hash (trust.h). Recording its version as accepted is
+    // the caller's, once it activates the bundle (TrustPolicy::Accept).
+    std::shared_ptr<TrustPolicy> trust;
+    // The key an encrypted bundle's files are opened with, in memory (bundle_crypto.h);
+    // FAILED_PRECONDITION for an encrypted bundle without it or with another key.
+    std::shared_ptr<const BundleKey> key;
   };
 
-  // Reads DIR/manifest.json, checks every segment file it loads against its SHA-256 and loads
-  // it. Returns NOT_FOUND when DIR has no manifest, DATA_LOSS on a hash mismatch and
-  // INVALID_ARGUMENT for a malformed manifest or segment.
+  // Reads DIR/manifest.json, checks every segment file it loads against its size and SHA-256
+  // and loads it. Returns NOT_FOUND when DIR has no manifest, DATA_LOSS on a size or hash
+  // mismatch, INVALID_ARGUMENT for a malformed manifest or segment and FAILED_PRECONDITION
+  // when the trust policy refuses the bundle.
   [[nodiscard]] static absl::StatusOr<std::shared_ptr<const Bundle>> Load(
       const std::string& dir, const LoadOptions& options);
   [[nodiscard]] static absl::StatusOr<std::shared_ptr<const Bundle>> Load(const std::string& dir) {
@@ -86,6 +97,9 @@ class Bundle {
   // NOT_FOUND when the bundle has no exit there.
   [[nodiscard]] absl::StatusOr<at::Tensor> RunExit(int cut_id, const at::Tensor& activation) const;
 
+  // The stored verification sample's inputs, read and checked against their size and hash now.
+  [[nodiscard]] absl::StatusOr<std::vector<at::Tensor>> ReadVerificationInputs() const;
+
   // Runs the stored verification sample through every segment and compares with the original
   // model's stored output. Returns the max abs difference, or FAILED_PRECONDITION when it
   // exceeds the manifest's tolerance. REQUIRES: all segments loaded.
@@ -108,6 +122,7 @@ class Bundle {
 
   std::string dir_;
   std::string id_;
+  std::shared_ptr<const BundleKey> key_;  // null for a bundle stored in plaintext
   BundleManifest manifest_;
   std::vector<torch::jit::Module> segments_;
   std::map<int, torch::jit::Module> exit_heads_;  // by cut id

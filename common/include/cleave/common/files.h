@@ -31,6 +31,16 @@ inline constexpr uint64_t kMaxTextFileBytes = uint64_t{64} << 20;
 // see a half-written file and a crash leaves the old or the new file.
 [[nodiscard]] absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
+// Creates `path` with `mode` and writes `contents` (fsynced). The file is created with its mode
+// (O_EXCL), never widened later, so a secret is never readable by others in between.
+// ALREADY_EXISTS when `path` exists: a key is never overwritten.
+[[nodiscard]] absl::Status WriteNewFile(const std::string& path, absl::string_view contents,
+                                        unsigned int mode);
+
+// Refuses a secret key file another user could read: a mode with any group or other bit, or a
+// file that is not a regular file. `what` names it in the error ("signing key", "bundle key").
+[[nodiscard]] absl::Status CheckPrivateFile(const std::string& path, absl::string_view what);
+
 // A folder replaced as a whole. Its files are written into a hidden staging folder beside the
 // target (".NAME.staging", which bundle scanners skip); Commit() fsyncs every file and folder
 // in it, swaps it with the target in one step (renameat2 RENAME_EXCHANGE; a plain rename when

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "cleave/common/frame_codec.h"
 #include "cleave/common/tensor_spec.h"
 
@@ -20,11 +21,20 @@ namespace cleave::common {
 // The cut id that stands for the model's input: resuming there runs the whole model.
 inline constexpr int kInputCutId = 0;
 
-// A file of the bundle, relative to the bundle folder, with its content hash.
+// A file of the bundle, relative to the bundle folder, with its content hash and size. The size
+// is checked before the file is read (and so bounds what reading it allocates); bundles written
+// before it was recorded have none, and a trust policy refuses them.
 struct FileRef {
   std::string file;
   std::string sha256;
+  std::optional<int64_t> size;
+  // Set when the file is stored encrypted (bundle_crypto.h): its size on disk. `sha256` and
+  // `size` stay the plaintext's, so encrypting a bundle does not change what its segments are.
+  std::optional<int64_t> encrypted_size;
 };
+
+// The reference to a file `file` holding `bytes`.
+[[nodiscard]] FileRef FileRefFor(std::string file, absl::string_view bytes);
 
 // A point in the model where exactly one tensor is live.
 struct CutInfo {
@@ -79,6 +89,12 @@ struct BundleManifest {
   static constexpr int kFormatVersion = 1;
 
   std::string name;
+  // Release metadata a signature vouches for (trust.h): versions of one name only increase, and
+  // a trust policy refuses a manifest past its expiry. `cleave sign` sets both.
+  uint64_t version = 1;
+  std::optional<absl::Time> expires;
+  // The id of the key its encrypted files were sealed with (BundleKey::id); empty when none is.
+  std::string encryption_key_id;
   FileRef source;  // the model file the bundle was cut from (name only, and its hash)
   std::vector<TensorSpec> inputs;
   // How the device encodes the model's input when it offloads everything (cut 0): camera
@@ -104,6 +120,7 @@ struct BundleManifest {
   // Every file the manifest names (segments, exit heads, verification frames), relative to the
   // bundle folder, in manifest order; manifest.json itself is not among them.
   [[nodiscard]] std::vector<std::string> Files() const;
+  [[nodiscard]] std::vector<const FileRef*> FileRefs() const;
 
   // Returns the cut with `id`, or nullptr.
   [[nodiscard]] const CutInfo* FindCut(int id) const;
@@ -121,6 +138,10 @@ struct BundleManifest {
   // Lists the cut ids a request may resume from, e.g. "0, 3, 7", for error messages.
   [[nodiscard]] std::string DescribeResumableCuts() const;
 };
+
+// An expiry as the manifest writes it: RFC 3339 in UTC to the second, e.g.
+// "2027-06-01T00:00:00Z".
+[[nodiscard]] std::string FormatExpiry(absl::Time time);
 
 // The bundle id for a manifest's exact bytes: lowercase hex SHA-256.
 [[nodiscard]] std::string BundleIdOf(absl::string_view manifest_json);

@@ -23,6 +23,7 @@
 
 #include "absl/status/statusor.h"
 #include "cleave/common/frame_codec.h"
+#include "cleave/common/trust.h"
 #include "cleave/device/edge_options.h"
 #include "cleave/device/link_estimator.h"
 #include "cleave/device/offload_policy.h"
@@ -52,6 +53,11 @@ struct RuntimeOptions {
   // several times faster at batch 1; results differ from the unoptimized model in the last
   // bits only.
   bool optimize_segments = true;
+  // Which bundles the device runs: with a trust folder, only signed ones that pass its checks
+  // (common/trust.h), the same as an edge's.
+  common::TrustOptions trust;
+  // Key file opening an encrypted bundle in memory (common/bundle_crypto.h); empty: none.
+  std::string bundle_key_file;
   // Evaluate the bundle's calibrated exit heads (off: every request runs to the split).
   bool use_exits = true;
   // How activations are encoded; defaults to the codec the bundle records for each cut.

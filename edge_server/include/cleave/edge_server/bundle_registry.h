@@ -2,8 +2,9 @@
 // manifest.json, e.g. bundles/<name>/<version>/), keyed by bundle id. Rescan() brings it in
 // line with the folder — new bundles are loaded, removed ones dropped, and a changed manifest
 // (a new bundle id) replaces the old one atomically — while requests already running keep the
-// bundle they started with (they hold a shared_ptr). A bundle that fails its hash or
-// equivalence check is refused with a log line; the rest keep serving. Each bundle is served
+// bundle they started with (they hold a shared_ptr). A bundle that fails its hash, trust or
+// equivalence check is refused with a log line, and the version it would have replaced keeps
+// serving; the rest keep serving too. New folders load newest version first. Each bundle is served
 // with its metric children, looked up once when it is loaded.
 //
 // Thread-safety: every method is thread-safe; Rescan calls may not overlap (one watcher).
@@ -43,6 +44,7 @@ class BundleRegistry {
     int added = 0;
     int removed = 0;
     int refused = 0;
+    std::map<std::string, std::string> refusals;  // folder -> why it was refused
     bool any() const { return added > 0 || removed > 0; }
   };
 

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "cleave/common/metrics.h"
 #include "cleave/common/mutex.h"
+#include "cleave/common/trust.h"
 #include "cleave/edge_server/admission_control.h"
 #include "cleave/edge_server/batch_runner.h"
 #include "cleave/edge_server/bundle_registry.h"
@@ -44,6 +45,11 @@ struct EdgeServerOptions {
   int intra_op_threads = 1;  // LibTorch threads per forward (process-wide; set by main)
   // Optimize loaded segments for inference (conv-bn folding, oneDNN); verified on load.
   bool optimize_segments = true;
+  // Which bundles to serve: with a trust folder, only signed ones that pass its checks
+  // (common/trust.h) at load and at every rescan.
+  common::TrustOptions trust;
+  // Key file opening encrypted bundles in memory (common/bundle_crypto.h); empty: none.
+  std::string bundle_key_file;
   // Early cuts of real models carry several MiB: gRPC's 4 MiB default is too small.
   int max_message_bytes = 64 << 20;
   common::DecodeLimits limits;
